@@ -1,0 +1,418 @@
+"""Capture readers: the only code in pcapstats that opens files.
+
+Every reader is a generator of records ``(ts_ns, linktype, data, orig_len)``
+where ``ts_ns`` is an integer count of nanoseconds since the epoch and
+``data`` the captured bytes. Files are read in windows (never whole), so
+memory does not grow with the capture. A fault in the middle of a file stops
+that file: what came before is kept and the fault is recorded as a
+:class:`ReadProblem` in the ``problems`` list the caller passed in. A file of
+which nothing at all can be read raises :class:`CaptureFormatError`.
+
+Supported: classic pcap (both byte orders, micro- and nanosecond magic, and
+the "modified" Kuznetzov variant), pcapng (any number of sections and
+interfaces, link type and ``if_tsresol``/``if_tsoffset`` per interface, EPB,
+SPB and the obsolete PB), either of them gzip-compressed, and standard input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from ..errors import CaptureFormatError
+
+Record = tuple[int, int, bytes, int]
+
+WINDOW = 1 << 20
+#: A record larger than this is a lying length field (libpcap's own ceiling is 256 KiB).
+MAX_RECORD = 262144
+#: The largest pcapng block we accept (generous: a block holds one packet).
+MAX_BLOCK = MAX_RECORD + 4096
+
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000, 16),   # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1000, 16),
+    b"\x4d\x3c\xb2\xa1": ("<", 1, 16),      # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1, 16),
+    b"\x34\xcd\xb2\xa1": ("<", 1000, 24),   # Kuznetzov's modified pcap (8 extra bytes a record)
+    b"\xa1\xb2\xcd\x34": (">", 1000, 24),
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_GZIP = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """A fault that stopped (or degraded) the reading of one file."""
+
+    path: str
+    offset: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path} at byte {self.offset}: {self.problem}"
+
+
+@dataclass(slots=True)
+class FileInfo:
+    """What a reader learnt about one file; filled in while reading."""
+
+    path: str
+    format: str = "unknown"           # "pcap", "pcap-nsec", "pcapng"
+    compressed: bool = False
+    size: int | None = None           # on-disk size, when known
+    records: int = 0
+    bytes_read: int = 0               # uncompressed bytes consumed so far
+    linktypes: set[int] | None = None
+    stopped_at: int | None = None     # byte offset of a fault that ended reading
+
+
+class _Window:
+    """Buffered reads over a stream, keeping only a window of it in memory."""
+
+    __slots__ = ("f", "buf", "pos", "base", "eof")
+
+    def __init__(self, f: BinaryIO, initial: bytes = b"") -> None:
+        self.f = f
+        self.buf = initial
+        self.pos = 0
+        self.base = 0      # stream offset of buf[0]
+        self.eof = False
+
+    def fill(self, need: int) -> bool:
+        """Make ``need`` bytes available at ``pos``; False if the stream ends first."""
+        while len(self.buf) - self.pos < need:
+            if self.eof:
+                return False
+            chunk = self.f.read(max(WINDOW, need))
+            if not chunk:
+                self.eof = True
+                return False
+            self.base += self.pos
+            self.buf = self.buf[self.pos:] + chunk
+            self.pos = 0
+        return True
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+
+def _open_stream(path: str) -> tuple[BinaryIO, bytes, bool, int | None]:
+    """Open ``path`` (or stdin for "-"), undo gzip; return stream, first bytes, compressed, size."""
+    if path == "-":
+        raw: BinaryIO = sys.stdin.buffer
+        size = None
+    else:
+        try:
+            raw = open(path, "rb")
+            size = os.fstat(raw.fileno()).st_size
+        except OSError as exc:
+            raise CaptureFormatError(path, None, exc.strerror or str(exc)) from None
+    head = raw.read(2)
+    if head == _GZIP:
+        stream: BinaryIO = gzip.GzipFile(fileobj=_Prepend(raw, head), mode="rb")  # type: ignore[assignment]
+        return stream, b"", True, size
+    return raw, head, False, size
+
+
+class _Prepend:
+    """A read-only stream that yields ``head`` before the rest of ``f``."""
+
+    def __init__(self, f: BinaryIO, head: bytes) -> None:
+        self.f = f
+        self.head = head
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out, self.head = self.head, b""
+            if n < 0:
+                return out + self.f.read()
+            if n > len(out):
+                out += self.f.read(n - len(out))
+            return out
+        return self.f.read(n)
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def read_capture(path: str, info: FileInfo, problems: list[ReadProblem]) -> Iterator[Record]:
+    """Yield the records of one capture file; see the module docstring."""
+    stream, head, compressed, size = _open_stream(path)
+    info.compressed = compressed
+    info.size = size
+    win = _Window(stream, head)
+    try:
+        try:
+            if not win.fill(4):
+                if win.offset == 0 and len(win.buf) == 0:
+                    raise CaptureFormatError(path, 0, "empty file")
+                raise CaptureFormatError(path, 0, "too short to be a capture")
+            magic = win.buf[win.pos:win.pos + 4]
+            if magic in _PCAP_MAGICS:
+                yield from _read_pcap(path, win, magic, info, problems)
+            elif magic == _PCAPNG_SHB:
+                yield from _read_pcapng(path, win, info, problems)
+            else:
+                raise CaptureFormatError(
+                    path, 0, f"not a pcap or pcapng capture (starts with {magic.hex()})")
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # gzip that ends early or is corrupt: keep what was read.
+            what = str(exc) or exc.__class__.__name__
+            _stop(path, win.offset, f"compressed data is broken: {what}", info, problems)
+    finally:
+        info.bytes_read = win.offset
+        if path != "-":
+            stream.close()
+
+
+def _stop(path: str, offset: int, problem: str, info: FileInfo,
+          problems: list[ReadProblem]) -> None:
+    if info.records == 0:
+        raise CaptureFormatError(path, offset, problem)
+    info.stopped_at = offset
+    problems.append(ReadProblem(path, offset, problem))
+
+
+def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
+               problems: list[ReadProblem]) -> Iterator[Record]:
+    endian, ts_mult, rec_len = _PCAP_MAGICS[magic]
+    info.format = "pcap-nsec" if ts_mult == 1 else "pcap"
+    if not win.fill(24):
+        raise CaptureFormatError(path, 0, "pcap file header is truncated")
+    _, vmaj, _vmin, _zone, _sig, snaplen, network = struct.unpack_from(
+        endian + "IHHiIII", win.buf, win.pos)
+    linktype = network & 0x03FFFFFF           # upper bits carry FCS length flags
+    info.linktypes = {linktype}
+    win.pos += 24
+    limit = max(MAX_RECORD, snaplen if snaplen < (1 << 24) else 0)
+    hdr = struct.Struct(endian + "IIII")
+    unpack = hdr.unpack_from
+    records = 0
+    try:
+        while True:
+            buf, pos = win.buf, win.pos
+            if len(buf) - pos < rec_len:
+                if not win.fill(rec_len):
+                    if len(win.buf) - win.pos:
+                        _stop(path, win.offset,
+                              f"last record header is truncated ({len(win.buf) - win.pos} of "
+                              f"{rec_len} bytes)", info, problems)
+                    return
+                buf, pos = win.buf, win.pos
+            sec, frac, incl, orig = unpack(buf, pos)
+            if incl > limit:
+                _stop(path, win.offset,
+                      f"record length {incl} is larger than the snaplen ({snaplen}) and "
+                      f"the {limit}-byte limit", info, problems)
+                return
+            end = pos + rec_len + incl
+            if end > len(buf):
+                if not win.fill(rec_len + incl):
+                    _stop(path, win.offset,
+                          f"last record is truncated ({len(win.buf) - win.pos - rec_len} of "
+                          f"{incl} bytes)", info, problems)
+                    return
+                buf, pos = win.buf, win.pos
+                end = pos + rec_len + incl
+            win.pos = end
+            records += 1
+            info.records = records
+            yield (sec * 1_000_000_000 + frac * ts_mult, linktype,
+                   buf[pos + rec_len:end], orig)
+    finally:
+        info.records = records
+        info.bytes_read = win.offset
+
+
+def _tsresol_factor(code: int) -> tuple[int, int]:
+    """Map an ``if_tsresol`` byte to (multiplier, divisor) giving nanoseconds."""
+    if code & 0x80:
+        # 2^-n seconds: ns = ts * 1e9 / 2^n
+        return 1_000_000_000, 1 << (code & 0x7F)
+    n = code & 0x7F
+    if n <= 9:
+        return 10 ** (9 - n), 1
+    return 1, 10 ** (n - 9)
+
+
+class _Interface:
+    __slots__ = ("linktype", "snaplen", "mult", "div", "offset_ns")
+
+    def __init__(self, linktype: int, snaplen: int) -> None:
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.mult, self.div = 1000, 1       # default resolution: microseconds
+        self.offset_ns = 0
+
+
+def _parse_idb_options(iface: _Interface, body: bytes, endian: str) -> None:
+    pos = 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(endian + "HH", body, pos)
+        pos += 4
+        if code == 0:
+            break
+        value = body[pos:pos + length]
+        if code == 9 and length >= 1:
+            iface.mult, iface.div = _tsresol_factor(value[0])
+        elif code == 14 and length == 8:
+            iface.offset_ns = struct.unpack(endian + "q", value)[0] * 1_000_000_000
+        pos += (length + 3) & ~3
+
+
+def _read_pcapng(path: str, win: _Window, info: FileInfo,
+                 problems: list[ReadProblem]) -> Iterator[Record]:
+    info.format = "pcapng"
+    info.linktypes = set()
+    endian = "<"
+    ifaces: list[_Interface] = []
+    records = 0
+    last_ts = 0     # a simple packet block has no timestamp: it inherits the previous one
+    try:
+        while True:
+            if not win.fill(12):
+                if len(win.buf) - win.pos:
+                    _stop(path, win.offset, "last block header is truncated", info, problems)
+                return
+            buf, pos = win.buf, win.pos
+            btype_raw = buf[pos:pos + 4]
+            if btype_raw == _PCAPNG_SHB:
+                bom = buf[pos + 8:pos + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    endian = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    endian = ">"
+                else:
+                    _stop(path, win.offset, "section header has a bad byte-order magic",
+                          info, problems)
+                    return
+                ifaces = []
+            btype, blen = struct.unpack_from(endian + "II", buf, pos)
+            if blen < 12 or blen % 4 or blen > MAX_BLOCK and btype != 0x0A0D0D0A:
+                _stop(path, win.offset, f"block of type {btype:#x} has an impossible length "
+                      f"{blen}", info, problems)
+                return
+            if btype == 0x0A0D0D0A and blen > MAX_BLOCK:
+                _stop(path, win.offset, f"section header block length {blen} is too large",
+                      info, problems)
+                return
+            if not win.fill(blen):
+                _stop(path, win.offset, f"block of type {btype:#x} is truncated (needs {blen} "
+                      f"bytes, {len(win.buf) - win.pos} left)", info, problems)
+                return
+            buf, pos = win.buf, win.pos
+            (trailer,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
+            if trailer != blen:
+                _stop(path, win.offset, f"block of type {btype:#x} has mismatched lengths "
+                      f"({blen} and {trailer})", info, problems)
+                return
+            win.pos = pos + blen
+            if btype == 6:      # Enhanced Packet Block
+                if blen < 32:
+                    _stop(path, win.offset - blen, "enhanced packet block too short",
+                          info, problems)
+                    return
+                ifid, hi, lo, cap, orig = struct.unpack_from(endian + "IIIII", buf, pos + 8)
+                if ifid >= len(ifaces) or cap > blen - 32:
+                    why = ("names an interface that was not described" if ifid >= len(ifaces)
+                           else f"captured length {cap} is larger than the block")
+                    _stop(path, win.offset - blen, f"enhanced packet block {why}",
+                          info, problems)
+                    return
+                iface = ifaces[ifid]
+                ts = ((hi << 32) | lo) * iface.mult // iface.div + iface.offset_ns
+                records += 1
+                info.records = records
+                last_ts = ts
+                yield ts, iface.linktype, buf[pos + 28:pos + 28 + cap], orig
+            elif btype == 3:    # Simple Packet Block: interface 0, no timestamp
+                if not ifaces:
+                    _stop(path, win.offset - blen, "simple packet block before any interface",
+                          info, problems)
+                    return
+                (orig,) = struct.unpack_from(endian + "I", buf, pos + 8)
+                iface = ifaces[0]
+                cap = min(orig, blen - 16, iface.snaplen or orig)
+                records += 1
+                info.records = records
+                yield last_ts, iface.linktype, buf[pos + 12:pos + 12 + cap], orig
+            elif btype == 2:    # obsolete Packet Block
+                if blen < 32:
+                    _stop(path, win.offset - blen, "packet block too short", info, problems)
+                    return
+                ifid, _drops, hi, lo, cap, orig = struct.unpack_from(
+                    endian + "HHIIII", buf, pos + 8)
+                if ifid >= len(ifaces) or cap > blen - 32:
+                    _stop(path, win.offset - blen, "packet block is inconsistent",
+                          info, problems)
+                    return
+                iface = ifaces[ifid]
+                ts = ((hi << 32) | lo) * iface.mult // iface.div + iface.offset_ns
+                records += 1
+                info.records = records
+                last_ts = ts
+                yield ts, iface.linktype, buf[pos + 28:pos + 28 + cap], orig
+            elif btype == 1:    # Interface Description Block
+                if blen < 20:
+                    _stop(path, win.offset - blen, "interface block too short", info, problems)
+                    return
+                linktype, _res, snaplen = struct.unpack_from(endian + "HHI", buf, pos + 8)
+                iface = _Interface(linktype, snaplen)
+                _parse_idb_options(iface, buf[pos + 8:pos + blen - 4], endian)
+                ifaces.append(iface)
+                info.linktypes.add(linktype)
+            # every other block (name resolution, statistics, secrets, custom) is skipped
+    finally:
+        info.records = records
+        info.bytes_read = win.offset
+
+
+def read_captures(paths: list[str], infos: list[FileInfo],
+                  problems: list[ReadProblem]) -> Iterator[Record]:
+    """Records of several files merged in timestamp order (rotated captures).
+
+    ``infos`` receives one :class:`FileInfo` per path, in order. A file that
+    cannot be read at all raises :class:`CaptureFormatError` when it is reached.
+    """
+    import heapq
+
+    if len(paths) == 1:
+        info = FileInfo(paths[0])
+        infos.append(info)
+        return read_capture(paths[0], info, problems)
+    failures: list[CaptureFormatError] = []
+    gens = []
+    for path in paths:
+        info = FileInfo(path)
+        infos.append(info)
+        gens.append(_guarded(read_capture(path, info, problems), info, problems, failures))
+    return _all_or_raise(heapq.merge(*gens, key=_ts_of), len(paths), failures)
+
+
+def _guarded(gen: Iterator[Record], info: FileInfo, problems: list[ReadProblem],
+             failures: list[CaptureFormatError]) -> Iterator[Record]:
+    """One file of several: a file that cannot be read at all becomes a problem, not a stop."""
+    try:
+        yield from gen
+    except CaptureFormatError as exc:
+        info.stopped_at = exc.offset if exc.offset is not None else 0
+        problems.append(ReadProblem(exc.path, info.stopped_at, exc.problem))
+        failures.append(exc)
+
+
+def _all_or_raise(merged: Iterator[Record], nfiles: int,
+                  failures: list[CaptureFormatError]) -> Iterator[Record]:
+    yield from merged
+    if len(failures) == nfiles:
+        raise failures[0]
+
+
+def _ts_of(rec: Record) -> int:
+    return rec[0]
