@@ -38,7 +38,7 @@ class Connection:
         "hs_ack", "handshake_complete", "syn_ts", "handshake_rtt_ns", "isn_client",
         "isn_server", "fin_client", "fin_server", "rst_client", "rst_server", "closed_by",
         "close_ts", "teardown_acks", "cstream", "sstream", "consumer", "zeek", "oriented",
-        "done", "options", "ip_version", "payload_seen", "evicted",
+        "done", "options", "ip_version", "payload_seen", "evicted", "hs_step",
     )
 
     def __init__(self, conn_id: int, cip: bytes, cport: int, sip: bytes, sport: int,
@@ -50,6 +50,7 @@ class Connection:
         self.packets = self.packets_client = self.packets_server = 0
         self.syn = self.synack = 0
         self.hs_ack = False
+        self.hs_step = 0           # 1: SYN seen, 2: then SYN/ACK, 3: then the client's ACK
         self.handshake_complete = False
         self.syn_ts: int | None = None
         self.handshake_rtt_ns: int | None = None
@@ -158,24 +159,36 @@ class ConnectionTable:
         if flags & SYN:
             self._syn(conn, from_client, flags, seq, ts, opts)
             mine.start(seq + 1)
-        elif flags & ACK and from_client and conn.synack and not conn.hs_ack and conn.syn \
-                and not flags & RST:
+        elif flags & ACK and from_client and conn.hs_step == 2 and not flags & RST:
             conn.hs_ack = True
-            if conn.zeek.order_ok:
-                conn.handshake_complete = True
-                if conn.syn_ts is not None:
-                    conn.handshake_rtt_ns = ts - conn.syn_ts
+            conn.hs_step = 3
+            conn.handshake_complete = True
+            if conn.syn_ts is not None:
+                conn.handshake_rtt_ns = ts - conn.syn_ts
+        if flags & ACK and not plen and not flags & (FIN | SYN | RST) \
+                and peer.fin_seq is not None and not peer.fin_acked and ack == peer.fin_seq:
+            conn.teardown_acks += 1         # the pure ACK of the peer's FIN, counted once
+            peer.fin_acked = True
         if conn.done:
             return
         sink = conn.consumer
         if plen:
+            if not conn.oriented and payload:
+                # without a SYN, the first payload that starts an HTTP message tells the
+                # client; a capture may begin with the tail of an earlier message
+                decided = self._orient(conn, from_client, payload)
+                if decided is not None:
+                    if decided:     # the stream objects moved with the flip; only the label
+                        from_client = not from_client
+                        if conn.consumer is not None:   # it saw only a tail: start afresh
+                            sink = conn.consumer = self.factory(conn)
+                            sink.gap(True, ts, 0)
+                            sink.gap(False, ts, 0)
+                    conn.oriented = True
+                elif conn.packets > 16:
+                    conn.oriented = True
             if not conn.payload_seen:
                 conn.payload_seen = True
-                if not conn.oriented and payload:
-                    if self._orient(conn, from_client, payload):
-                        from_client = not from_client
-                        mine, peer = peer, mine
-                    conn.oriented = True
                 sink = conn.consumer = self.factory(conn)
             retrans, missed = mine.retrans, mine.missed
             mine.segment(seq + 1 if flags & SYN else seq, payload, missing, ts, sink)
@@ -183,14 +196,13 @@ class ConnectionTable:
                 conn.zeek.add_letter("T", from_client)
             if mine.missed != missed:
                 conn.zeek.add_letter("G", from_client)
-        if flags & ACK and peer.next_seq is not None:
+        # An ACK beyond bytes we never saw means they were lost from the capture; but not
+        # from a RST, nor before the handshake got its SYN/ACK (challenge ACKs lie).
+        if flags & ACK and peer.next_seq is not None and not flags & RST \
+                and (conn.synack or not conn.syn):
             if sink is None and peer.pending:
                 sink = conn.consumer = self.factory(conn)
             peer.acked(ack, ts, sink)
-            if peer.fin_seq is not None and ack == peer.fin_seq and not plen \
-                    and not flags & (FIN | SYN | RST):
-                conn.teardown_acks += 1
-                peer.fin_seq = -1       # count the ACK of a FIN once
         if flags & (FIN | RST):
             self._fin_rst(conn, from_client, flags, seq, plen, ts)
         self._since_sweep += 1
@@ -231,10 +243,13 @@ class ConnectionTable:
         return conn.close != "open" or conn.payload_seen
 
     @staticmethod
-    def _orient(conn: Connection, from_client: bool, payload: bytes) -> bool:
-        """Decide the client of a connection seen without SYN; True if it must flip."""
+    def _orient(conn: Connection, from_client: bool, payload: bytes) -> bool | None:
+        """Client of a connection seen without SYN: True if flipped, False if kept,
+        None if this payload does not tell."""
         is_request = payload.startswith(_REQUEST_STARTS)
         is_response = payload.startswith(b"HTTP/1.")
+        if not is_request and not is_response:
+            return None
         if (is_request and not from_client) or (is_response and from_client):
             conn.flip()
             return True
@@ -246,10 +261,14 @@ class ConnectionTable:
         if flags & ACK:
             if not from_client:
                 conn.synack += 1
+                if conn.hs_step == 1:
+                    conn.hs_step = 2
                 if conn.isn_server is None:
                     conn.isn_server = seq
         elif from_client:
             conn.syn += 1
+            if conn.hs_step == 0:
+                conn.hs_step = 1
             if conn.isn_client is None:
                 conn.isn_client = seq
                 conn.syn_ts = ts
@@ -291,7 +310,6 @@ class ConnectionTable:
         if sink is not None:
             sink.close(ts)
         conn.done = True
-        conn.consumer = None if sink is None else sink
         self.closing.append(conn)
 
     def _finish(self, conn: Connection) -> None:

@@ -28,7 +28,8 @@ class HalfStream:
     """Reassembly state of the bytes one endpoint sends."""
 
     __slots__ = ("next_seq", "offset", "pending", "pending_bytes", "missed", "retrans",
-                 "overlaps", "conflicts", "max_pending", "from_client", "fin_seq")
+                 "overlaps", "conflicts", "max_pending", "from_client", "fin_seq",
+                 "fin_acked")
 
     def __init__(self, from_client: bool, max_pending: int) -> None:
         self.next_seq: int | None = None    # absolute sequence number of the next expected byte
@@ -42,6 +43,7 @@ class HalfStream:
         self.max_pending = max_pending
         self.from_client = from_client
         self.fin_seq: int | None = None     # sequence number just after the FIN
+        self.fin_acked = False              # the peer's pure ACK of that FIN was seen
 
     def start(self, isn_plus_one: int) -> None:
         if self.next_seq is None:
