@@ -1,0 +1,332 @@
+"""Affinity for a whole capture: session keys, backends, persistence and reuse per side.
+
+Takes the connection and request rows the lower layers produced and fills in
+each request's ``session``, ``backend``, ``side`` and ``health_check``; returns
+the session, backend and break tables and ``summary["affinity"]``.
+
+Backend of a request, first that applies:
+1. a capture of both sides of a proxy: the backend of the forwarded request
+   it was matched to (``matcher.py``);
+2. a balancer cookie naming the server: the ``Set-Cookie`` of its response
+   (the balancer sets it on the response of the server that answered), else
+   the request's own cookie; server names are translated to ``ip:port``
+   wherever a matched request showed which address a name stands for;
+3. otherwise the server address of the connection (the capture sees the
+   balancer-to-server side, or clients talking to servers directly).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+from ..records import HttpExchange
+from .cookies import (choose_session_cookie, classify_cookie, observe_cookies,
+                      parse_cookie_header, parse_set_cookies, request_backend_cookie)
+from .figures import reuse_figures
+from .matcher import match_requests
+from .persistence import RequestView, compute_persistence
+from .roles import detect_roles, side_of
+
+_HEALTH_URI = re.compile(r"health|status|ping|alive|ready|check", re.I)
+
+
+@dataclass
+class AffinityResult:
+    summary: dict[str, Any]
+    session_rows: list[dict] = field(default_factory=list)
+    backend_rows: list[dict] = field(default_factory=list)
+    break_rows: list[dict] = field(default_factory=list)
+
+
+def _parse_key(key: str) -> tuple[str, str | None]:
+    if key in ("auto", "client-ip", "xff", "tls"):
+        return key, None
+    for prefix in ("cookie:", "header:"):
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return prefix[:-1], key[len(prefix):]
+    raise UsageError(f"--session-key {key!r}: expected auto, cookie:NAME, client-ip, xff, "
+                     f"header:NAME or tls")
+
+
+def _first_hop(xff: str | None) -> str | None:
+    if not xff:
+        return None
+    return xff.split(",", 1)[0].strip() or None
+
+
+def _cookie_value(header: str | None, name: str) -> str | None:
+    if not header:
+        return None
+    for n, v in parse_cookie_header(header):
+        if n == name:
+            return v
+    return None
+
+
+def _set_cookie_value(header: str | None, name: str) -> str | None:
+    if not header:
+        return None
+    for n, v, _attrs in parse_set_cookies(header):
+        if n == name and v:
+            return v
+    return None
+
+
+def _session_value(name: str, value: str) -> str:
+    info = classify_cookie(name, value)
+    return info.session_value if info is not None else value
+
+
+def _cookie_backend(req: dict) -> str | None:
+    """The server a balancer cookie says served this request (response first)."""
+    if req["set_cookie"]:
+        pairs = [(n, v) for n, v, _ in parse_set_cookies(req["set_cookie"]) if v]
+        info = request_backend_cookie(pairs)
+        if info is not None:
+            return info.backend_label
+    if req["cookie"]:
+        info = request_backend_cookie(parse_cookie_header(req["cookie"]))
+        if info is not None:
+            return info.backend_label
+    return None
+
+
+def _is_health_check(req: dict) -> bool:
+    return req["method"] == "OPTIONS" or bool(_HEALTH_URI.search(req["uri"] or ""))
+
+
+def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange],
+              session_key: str = "auto", frontend: list[str] | tuple[str, ...] = (),
+              backend_net: list[str] | tuple[str, ...] = ()) -> AffinityResult:
+    kind, arg = _parse_key(session_key)
+    roles = detect_roles(conns, frontend, backend_net)
+    conn_by_id = {c["conn_id"]: c for c in conns}
+    notes: list[str] = []
+    for c in conns:
+        c["side"] = side_of(c, roles)
+    for i, r in enumerate(reqs):
+        r["idx"] = i
+        r["side"] = conn_by_id[r["conn_id"]]["side"]
+        r["health_check"] = False
+        r["backend"] = None
+        r["session"] = None
+
+    # 1. both sides of a proxy: match client requests to forwarded ones
+    client_side = [r for r in reqs if r["side"] == "client"]
+    backend_side = [r for r in reqs if r["side"] == "backend"]
+    match_stats = None
+    if client_side and backend_side:
+        mapping, match_stats = match_requests(client_side, backend_side)
+        matched_backend = set(mapping.values())
+        for r in backend_side:
+            r["backend"] = f"{_hostport(r['server_ip'], r['server_port'])}"
+            if r["idx"] not in matched_backend and _is_health_check(r):
+                r["health_check"] = True
+        names: dict[str, str] = {}
+        for ci, bi in mapping.items():
+            c, b = reqs[ci], reqs[bi]
+            c["backend"] = b["backend"]
+            label = _cookie_backend(c)
+            if label is not None:
+                names.setdefault(label, b["backend"])
+        for c in client_side:
+            if c["backend"] is None:
+                label = _cookie_backend(c)
+                if label is not None:
+                    c["backend"] = names.get(label, label)
+        if match_stats.unmatched_no_candidate:
+            notes.append(f"{match_stats.unmatched_no_candidate} client requests had no "
+                         f"forwarded request with the same method and URI in time; their "
+                         f"backend comes from a cookie or stays unknown")
+    elif client_side and not backend_side:
+        notes.append("the capture shows the client side of the balancer only: backends "
+                     "come from balancer cookies")
+    for r in reqs:
+        if r["backend"] is None and r["side"] != "client":
+            label = _cookie_backend(r)
+            r["backend"] = label if label is not None else _hostport(r["server_ip"],
+                                                                    r["server_port"])
+        elif r["backend"] is None:
+            r["backend"] = _cookie_backend(r)
+
+    # 2. the requests that make sessions: client side of a proxy, else all but health checks
+    if client_side:
+        sess_reqs = client_side
+    else:
+        sess_reqs = [r for r in reqs if not r["health_check"]]
+        if backend_side:
+            sess_reqs = [r for r in sess_reqs if not _is_health_check(r)]
+            for r in backend_side:
+                if _is_health_check(r):
+                    r["health_check"] = True
+
+    # 3. the session key
+    reason = ""
+    if kind == "auto":
+        name, why = choose_session_cookie(observe_cookies(r["cookie"] for r in sess_reqs))
+        if name is not None:
+            kind, arg, reason = "cookie", name, why
+        elif sum(1 for r in sess_reqs if r["xff"]) * 2 > len(sess_reqs) > 0:
+            kind = "xff"
+            reason = (why + "; most requests carry X-Forwarded-For, so its first hop "
+                      "names the client")
+        else:
+            kind, reason = "client-ip", why
+    key_label = f"{kind}:{arg}" if arg else kind
+    if kind == "tls":
+        notes.append("--session-key tls groups TLS connections; HTTP requests inside TLS "
+                     "are not visible")
+    headers_by_idx: dict[int, HttpExchange] = {}
+    if kind == "header":
+        for i, e in enumerate(exchanges):
+            headers_by_idx[i] = e
+    for r in sess_reqs:
+        r["client_addr"] = (_first_hop(r["xff"]) if r["side"] == "backend" and r["xff"]
+                            else r["client_ip"])
+    views = []
+    last_balancer: dict[str, str] = {}     # session -> balancer cookie its previous request sent
+    for r in sess_reqs:
+        hint = None
+        if kind == "cookie":
+            v = _cookie_value(r["cookie"], arg)  # type: ignore[arg-type]
+            if v is None:
+                v = _set_cookie_value(r["set_cookie"], arg)  # type: ignore[arg-type]
+                hint = "cookie-missing"
+            sess = _session_value(arg, v) if v else None  # type: ignore[arg-type]
+        elif kind == "client-ip":
+            sess = r["client_addr"]
+        elif kind == "xff":
+            sess = _first_hop(r["xff"])
+        elif kind == "header":
+            e = headers_by_idx.get(r["idx"])
+            sess = e.headers.get(arg.lower()) if e is not None else None  # type: ignore[union-attr]
+        else:
+            sess = None
+        r["session"] = sess
+        if sess is not None and hint is None:
+            hint = _balancer_cookie_hint(r, sess, last_balancer)
+        views.append(RequestView(r["idx"], r["ts_request"] or 0, sess, r["backend"],
+                                 r["client_addr"] or "", hint))
+    result = compute_persistence(views)
+
+    # 4. reuse per side, multiplexing, per-backend connections
+    sides: dict[str, Any] = {}
+    per_conn: dict[int, int] = {}
+    for r in reqs:
+        if not r["health_check"]:
+            per_conn[r["conn_id"]] = per_conn.get(r["conn_id"], 0) + 1
+    for side in ("client", "backend"):
+        counts = [per_conn.get(c["conn_id"], 0) for c in conns if c["side"] == side]
+        if counts:
+            fig = reuse_figures(counts)
+            sides[side] = {"connections": fig["connections"],
+                           "connections_with_requests": fig["connections_with_requests"],
+                           "requests": fig["requests"],
+                           "requests_per_connection": fig["requests_per_connection"],
+                           "reuse_ratio": fig["reuse_ratio"],
+                           "exchanges_saved": fig["exchanges_saved"]}
+    mux = None
+    if "client" in sides and "backend" in sides and sides["backend"]["connections_with_requests"]:
+        mux = (sides["client"]["connections_with_requests"]
+               / sides["backend"]["connections_with_requests"])
+    backend_conns: dict[str, int] = {}
+    for c in conns:
+        if per_conn.get(c["conn_id"]) and (c["side"] == "backend" or not roles.two_sided):
+            hp = _hostport(c["server_ip"], c["server_port"])
+            backend_conns[hp] = backend_conns.get(hp, 0) + 1
+    total_known = sum(b.requests for b in result.backends)
+    backend_rows = []
+    for b in result.backends:
+        nconn = backend_conns.get(b.backend)
+        backend_rows.append({
+            "backend": b.backend, "requests": b.requests, "sessions": b.sessions,
+            "connections": nconn,
+            "requests_per_connection": (b.requests / nconn) if nconn else None,
+            "share": b.requests / total_known if total_known else None,
+        })
+    session_rows = [{
+        "session": s.session, "key": key_label, "requests": s.requests, "backends": s.backends,
+        "primary_backend": s.primary_backend, "persistent": s.persistent, "breaks": s.breaks,
+        "client_ips": s.client_ips, "first_ts": s.first_ts, "last_ts": s.last_ts,
+    } for s in result.sessions]
+    break_rows = [{
+        "session": b.session, "ts": b.ts, "request_index": b.idx,
+        "from_backend": b.from_backend, "to_backend": b.to_backend, "cause": b.cause,
+    } for b in result.breaks]
+    first_cause: dict[str, str] = {}
+    for b in result.breaks:
+        first_cause.setdefault(b.session, b.cause)
+    backends_of: dict[str, set[str]] = {}
+    for v in views:
+        if v.session is not None and v.backend is not None:
+            backends_of.setdefault(v.session, set()).add(v.backend)
+    top = sorted((s for s in result.sessions if s.breaks),
+                 key=lambda s: (-s.breaks, -s.requests, s.session))[:10]
+    health = sum(1 for r in reqs if r["health_check"])
+    if not sess_reqs:
+        notes.append("no HTTP requests: persistence cannot be measured from this capture")
+    elif result.requests_unknown_backend:
+        notes.append(f"{result.requests_unknown_backend} requests have no known backend")
+    if result.requests_without_session:
+        notes.append(f"{result.requests_without_session} requests carry no session key")
+    summary = {
+        "session_key": key_label,
+        "session_key_reason": reason or f"chosen with --session-key {session_key}",
+        "roles": {"proxies": sorted(roles.proxies),
+                  "frontends": sorted(f"{_hostport(ip, port)}" for ip, port in roles.frontends),
+                  "how": roles.how},
+        "requests": len(sess_reqs),
+        "sessions": len(result.sessions),
+        "sessions_with_two_or_more": sum(1 for s in result.sessions if s.eligible),
+        "persistence_ratio_sessions": result.persistence_ratio_sessions.value,
+        "persistence_ratio_requests": result.persistence_ratio_requests.value,
+        "persistence_sessions": result.persistence_ratio_sessions.to_dict(),
+        "persistence_requests": result.persistence_ratio_requests.to_dict(),
+        "breaks": len(result.breaks),
+        "break_causes": result.break_causes,
+        "by_client_ip": {
+            "persistence_ratio_sessions": result.by_client_ip.sessions_ratio.value,
+            "persistence_ratio_requests": result.by_client_ip.requests_ratio.value,
+            "clients": result.by_client_ip.groups,
+        },
+        "by_client_ip_ratios": {"sessions": result.by_client_ip.sessions_ratio.to_dict(),
+                                "requests": result.by_client_ip.requests_ratio.to_dict()},
+        "requests_without_session": result.requests_without_session,
+        "requests_unknown_backend": result.requests_unknown_backend,
+        "backends": backend_rows,
+        "load_evenness": {"max_to_mean": result.load_evenness.max_to_mean,
+                          "cv": result.load_evenness.cv},
+        "sides": sides,
+        "requests_per_connection": {s: d["requests_per_connection"] for s, d in sides.items()},
+        "reuse_ratio": {s: d["reuse_ratio"] for s, d in sides.items()},
+        "multiplexing_ratio": mux,
+        "matched_requests": match_stats.matched if match_stats else None,
+        "unmatched_requests": match_stats.unmatched_no_candidate if match_stats else 0,
+        "health_checks": health,
+        "top_breaks": [{"session": s.session, "requests": s.requests, "breaks": s.breaks,
+                        "backends": ", ".join(sorted(backends_of.get(s.session, ()))),
+                        "cause": first_cause.get(s.session, "")} for s in top],
+        "notes": notes,
+    }
+    return AffinityResult(summary, session_rows, backend_rows, break_rows)
+
+
+def _balancer_cookie_hint(req: dict, sess: str, last: dict[str, str]) -> str | None:
+    """Why a request might change backend: its balancer cookie went missing or changed."""
+    info = request_backend_cookie(parse_cookie_header(req["cookie"])) if req["cookie"] else None
+    now = f"{info.name}={info.backend_label}" if info is not None else None
+    before = last.get(sess)
+    if now is not None:
+        last[sess] = now
+    if before is None:
+        return None
+    if now is None:
+        return "cookie-missing"
+    return "cookie-changed" if now != before else None
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

@@ -1,0 +1,150 @@
+"""The public API: ``analyze(paths, **options) -> Analysis``."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .errors import UsageError
+from .pipeline import Options, RunResult, run
+from .records import HttpExchange
+
+if TYPE_CHECKING:   # pragma: no cover
+    import pandas as pd
+
+_OPTION_NAMES = {f.name for f in fields(Options)}
+
+
+class Analysis:
+    """The result of analysing one or more capture files.
+
+    ``summary`` is a plain JSON-serialisable dict; the tables are pandas
+    DataFrames built on first access (columns documented in ``frames.py``).
+    """
+
+    def __init__(self, result: RunResult, conn_rows: list[dict], request_rows: list[dict],
+                 affinity: Any, summary: dict[str, Any]) -> None:
+        self.result = result
+        self._conn_rows = conn_rows
+        self._request_rows = request_rows
+        self._affinity = affinity
+        self.summary = summary
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def _frame(self, name: str, rows: Iterable[dict]) -> "pd.DataFrame":
+        if name not in self._frames:
+            from . import frames
+            self._frames[name] = frames.build(name, rows)
+        return self._frames[name]
+
+    @property
+    def connections(self) -> "pd.DataFrame":
+        """One row per TCP connection."""
+        return self._frame("connections", self._conn_rows)
+
+    @property
+    def requests(self) -> "pd.DataFrame":
+        """One row per HTTP request (with its response)."""
+        return self._frame("requests", self._request_rows)
+
+    @property
+    def sessions(self) -> "pd.DataFrame":
+        """One row per client session (see ``summary['affinity']['session_key']``)."""
+        return self._frame("sessions", self._affinity.session_rows if self._affinity else [])
+
+    @property
+    def backends(self) -> "pd.DataFrame":
+        """One row per backend."""
+        return self._frame("backends", self._affinity.backend_rows if self._affinity else [])
+
+    @property
+    def breaks(self) -> "pd.DataFrame":
+        """One row per persistence break."""
+        return self._frame("breaks", self._affinity.break_rows if self._affinity else [])
+
+    def tables(self) -> dict[str, "pd.DataFrame"]:
+        return {"connections": self.connections, "requests": self.requests,
+                "sessions": self.sessions, "backends": self.backends, "breaks": self.breaks}
+
+
+def _http_connection_figures(conns: list[dict], exchanges: list[HttpExchange]) -> None:
+    """Per-connection HTTP additions: reuse, idle gaps, keep-alive timeout, 408 races."""
+    by_conn: dict[int, list[HttpExchange]] = {}
+    for e in exchanges:
+        by_conn.setdefault(e.conn_id, []).append(e)
+    for c in conns:
+        ex = by_conn.get(c["conn_id"], [])
+        c["reused"] = c["requests"] >= 2
+        c["idle_max_ns"] = None
+        c["idle_before_close_ns"] = None
+        c["race_408"] = 0
+        if not ex:
+            continue
+        gaps = [b.ts_request - a.ts_response_end for a, b in zip(ex, ex[1:])
+                if a.ts_response_end is not None and b.ts_request is not None
+                and b.ts_request >= a.ts_response_end]
+        if gaps:
+            c["idle_max_ns"] = max(gaps)
+        last = ex[-1]
+        if c["close_ts"] is not None and last.ts_response_end is not None \
+                and c["close_ts"] >= last.ts_response_end:
+            c["idle_before_close_ns"] = c["close_ts"] - last.ts_response_end
+        # the race: the server closes (or answers 408) while a request is in flight
+        if last.status == 408 or (last.status is None and c["closed_by"] == "server"):
+            c["race_408"] = 1
+
+
+def _request_rows(conns: list[dict], exchanges: list[HttpExchange]) -> list[dict]:
+    by_id = {c["conn_id"]: c for c in conns}
+    rows = []
+    for e in exchanges:
+        c = by_id.get(e.conn_id)
+        ttfb = (e.ts_response - e.ts_request_end
+                if e.ts_response is not None and e.ts_request_end is not None else None)
+        rows.append({
+            "conn_id": e.conn_id, "depth": e.depth,
+            "client_ip": c["client_ip"] if c else None,
+            "client_port": c["client_port"] if c else None,
+            "server_ip": c["server_ip"] if c else None,
+            "server_port": c["server_port"] if c else None,
+            "method": e.method, "host": e.host, "uri": e.uri, "version": e.version,
+            "status": e.status, "ts_request": e.ts_request, "ts_request_end": e.ts_request_end,
+            "ts_response": e.ts_response, "ts_response_end": e.ts_response_end,
+            "ttfb_ns": ttfb, "request_body_bytes": e.request_body_bytes,
+            "response_body_bytes": e.response_body_bytes,
+            "req_connection": e.req_connection, "resp_connection": e.resp_connection,
+            "pipelined": e.pipelined, "cookie": e.cookie, "set_cookie": e.set_cookie,
+            "xff": e.xff, "user_agent": e.user_agent,
+            "session": None, "backend": None, "side": None,
+        })
+    return rows
+
+
+def analyze(paths: str | list[str], **options: Any) -> Analysis:
+    """Analyse capture files (pcap, pcapng, gzip of either; "-" for stdin).
+
+    Several files are merged in timestamp order (rotated captures). Options:
+    the fields of :class:`pcapstats.pipeline.Options`, plus the affinity
+    options ``session_key`` (``auto``, ``cookie:NAME``, ``client-ip``, ``xff``,
+    ``header:NAME``, ``tls``), ``frontend`` and ``backend_net``.
+    Raises :class:`CaptureFormatError` only when nothing at all could be read.
+    """
+    if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
+        paths = [paths]  # type: ignore[list-item]
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise UsageError("no capture file given")
+    affinity_opts = {k: options.pop(k) for k in ("session_key", "frontend", "backend_net")
+                     if k in options}
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    res = run(paths, Options(**options))
+    conns = res.connections
+    _http_connection_figures(conns, res.exchanges)
+    reqs = _request_rows(conns, res.exchanges)
+    from .affinity.attribute import attribute
+    aff = attribute(conns, reqs, res.exchanges, **affinity_opts)
+    from .summary import build_summary
+    summary = build_summary(res, conns, res.exchanges, aff.summary if aff else None)
+    return Analysis(res, conns, reqs, aff, summary)

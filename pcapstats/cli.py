@@ -1,0 +1,182 @@
+"""The command line: click commands only. Parse options, call the API, print.
+
+Exit codes: 0 analysed; 1 analysed with warnings and ``--strict`` given;
+2 usage error; 3 unreadable input (nothing could be read).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import PcapstatsError
+
+EXIT_OK, EXIT_STRICT, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+
+
+def analysis_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that analyses captures."""
+    opts = [
+        click.option("--session-key", default="auto", show_default=True, metavar="KEY",
+                     help="How sessions are recognised: auto, cookie:NAME, client-ip, xff, "
+                          "header:NAME or tls."),
+        click.option("--frontend", metavar="ADDR:PORT", multiple=True,
+                     help="The balancer's client-facing address (detected when omitted)."),
+        click.option("--backend-net", metavar="CIDR", multiple=True,
+                     help="Networks of the backend servers (detected when omitted)."),
+        click.option("--max-connections", type=click.IntRange(1), default=1_000_000,
+                     show_default=True,
+                     help="Open connections tracked at once; beyond it the oldest is "
+                          "summarised early (counted in the warnings)."),
+        click.option("--max-buffer", type=click.IntRange(1024), default=4 << 20,
+                     show_default=True, help="Out-of-order bytes held per direction."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar, no report on stdout."),
+        click.option("--strict", is_flag=True,
+                     help="Exit 1 when the analysis produced warnings."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _fail(exc: PcapstatsError) -> None:
+    click.echo(f"pcapstats: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _run_analysis(files: tuple[str, ...], kw: dict[str, Any]) -> Any:
+    from .analysis import analyze
+
+    progress = None
+    bar = None
+    if not kw.get("quiet") and sys.stderr.isatty():
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+        bar = Progress("[progress.description]{task.description}", BarColumn(),
+                       DownloadColumn(), TimeRemainingColumn(), transient=True,
+                       console=_stderr_console())
+        task = bar.add_task("reading", total=None)
+        bar.start()
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+    try:
+        return analyze(list(files), session_key=kw["session_key"],
+                       frontend=list(kw["frontend"]), backend_net=list(kw["backend_net"]),
+                       max_connections=kw["max_connections"], max_buffer=kw["max_buffer"],
+                       progress=progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except PcapstatsError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("pcapstats: interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pcapstats")
+def main() -> None:
+    """Measure connection reuse and load-balancer persistence from packet captures.
+
+    Exit codes: 0 ok, 1 warnings with --strict, 2 usage error, 3 unreadable input.
+    """
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
+              show_default=True, help="Report format on stdout (html: written to a file).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report here instead of stdout (html default: reports/).")
+@click.option("--no-files", is_flag=True,
+              help="Do not also write reports/<name>.json and .html.")
+@analysis_options
+@handle_errors
+def report(files: tuple[str, ...], fmt: str, output: str | None, no_files: bool,
+           **kw: Any) -> None:
+    """Analyse CAPTURE files (pcap, pcapng, .gz; - for stdin) and print the report.
+
+    Several files are merged in time order (rotated captures). Besides the
+    report on stdout, a JSON and an HTML report are written under reports/.
+    """
+    from .report import render
+
+    analysis = _run_analysis(files, kw)
+    written = []
+    if not no_files and fmt == "text" and output is None:
+        written = render.write_files(analysis, files, Path("reports"))
+    if fmt == "html":
+        target = Path(output) if output else render.default_path(files, Path("reports"), "html")
+        render.write_html(analysis, target)
+        if not kw["quiet"]:
+            click.echo(f"HTML report written to {target}")
+    else:
+        text = render.render(analysis, fmt, color=output is None and sys.stdout.isatty())
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        elif not kw["quiet"]:
+            click.echo(text, nl=not text.endswith("\n"))
+    if written and not kw["quiet"]:
+        click.echo("Also written: " + ", ".join(str(p) for p in written))
+    if kw["strict"] and analysis.summary["warnings"]:
+        sys.exit(EXIT_STRICT)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "jsonl"]),
+              default="parquet", show_default=True)
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), default="export",
+              show_default=True, help="Folder for one file per table.")
+@analysis_options
+@handle_errors
+def export(files: tuple[str, ...], fmt: str, outdir: str, **kw: Any) -> None:
+    """Analyse CAPTURE files and write one file per table (connections, requests, ...)."""
+    from .report import exports
+
+    analysis = _run_analysis(files, kw)
+    paths = exports.write_tables(analysis, Path(outdir), fmt)
+    if not kw["quiet"]:
+        for p in paths:
+            click.echo(str(p))
+    if kw["strict"] and analysis.summary["warnings"]:
+        sys.exit(EXIT_STRICT)
+
+
+@main.command()
+@click.option("--table", type=click.Choice(["connections", "requests", "sessions", "backends",
+                                            "breaks"]), help="Only this table.")
+def columns(table: str | None) -> None:
+    """Print the reference of every column of every table."""
+    from .frames import TABLES
+
+    for name, cols in TABLES.items():
+        if table and name != table:
+            continue
+        click.echo(f"{name}:")
+        for col, kind, doc in cols:
+            click.echo(f"  {col:<24} {kind:<6} {doc}")
+        click.echo("")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

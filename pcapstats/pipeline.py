@@ -1,0 +1,237 @@
+"""The analysis run: wires ingest → tcp → http/tls and collects plain records.
+
+This module owns the per-packet loop. It keeps no per-packet table: each
+finished connection is summarised into one plain dict (its row) and its
+buffers are released, so memory follows open connections.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .http import HttpStream
+from .ingest import Decoder, FileInfo, ReadProblem, read_captures
+from .records import HttpExchange
+from .tcp import Connection, ConnectionTable
+from .tls import TlsStream, looks_like_tls
+
+
+@dataclass
+class Options:
+    """Knobs of one run (the CLI and ``analyze(**options)`` fill these)."""
+
+    max_connections: int = 1_000_000      # open connections tracked before the oldest is emitted
+    max_buffer: int = 4 << 20             # out-of-order bytes held per direction
+    linger_s: float = 60.0                # capture seconds a closed connection absorbs late packets
+    http: bool = True
+    tls: bool = True
+    progress: Callable[[int, int], None] | None = None   # (bytes read so far, total bytes)
+
+
+@dataclass
+class RunResult:
+    """Everything one run learnt, as plain Python records."""
+
+    files: list[FileInfo]
+    problems: list[ReadProblem]
+    connections: list[dict]
+    exchanges: list[HttpExchange]
+    packets: int = 0
+    wire_bytes: int = 0
+    captured_bytes: int = 0
+    first_ts: int | None = None
+    last_ts: int | None = None
+    tcp_packets: int = 0
+    udp_packets: int = 0
+    udp_flows: int = 0
+    udp_flows_by_port: dict[int, int] = field(default_factory=dict)
+    decode: dict = field(default_factory=dict)
+    evicted: int = 0
+    linktypes: dict[int, int] = field(default_factory=dict)
+
+
+def _ip(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+
+
+class AppStream:
+    """Per-connection consumer: picks TLS or HTTP on the first bytes, then feeds it."""
+
+    __slots__ = ("conn_id", "impl", "pending_gaps", "use_http", "use_tls")
+
+    def __init__(self, conn_id: int, use_http: bool, use_tls: bool) -> None:
+        self.conn_id = conn_id
+        self.impl: HttpStream | TlsStream | None = None
+        self.pending_gaps: list[tuple[bool, int, int]] = []
+        self.use_http = use_http
+        self.use_tls = use_tls
+
+    def data(self, from_client: bool, ts: int, data: bytes) -> None:
+        impl = self.impl
+        if impl is None:
+            if self.use_tls and looks_like_tls(data):
+                impl = TlsStream()
+            elif self.use_http:
+                impl = HttpStream(self.conn_id)
+            else:
+                return
+            self.impl = impl
+        impl.feed(from_client, ts, data)
+
+    def gap(self, from_client: bool, ts: int, nbytes: int) -> None:
+        impl = self.impl
+        if impl is None:
+            if not self.use_http:
+                return
+            impl = self.impl = HttpStream(self.conn_id)
+        impl.gap(from_client, ts, nbytes)
+
+    def close(self, ts: int) -> None:
+        if self.impl is not None:
+            self.impl.close(ts)
+
+
+def run(paths: list[str], opts: Options) -> RunResult:
+    files: list[FileInfo] = []
+    problems: list[ReadProblem] = []
+    conns: list[dict] = []
+    exchanges: list[HttpExchange] = []
+    res = RunResult(files, problems, conns, exchanges)
+
+    use_http, use_tls = opts.http, opts.tls
+
+    def factory(conn: Connection) -> AppStream:
+        return AppStream(conn.conn_id, use_http, use_tls)
+
+    def finished(conn: Connection) -> None:
+        conns.append(_conn_row(conn, exchanges))
+
+    table = ConnectionTable(factory, finished, max_pending=opts.max_buffer,
+                            linger_ns=int(opts.linger_s * 1e9),
+                            max_connections=opts.max_connections)
+    decoder = Decoder()
+    decode = decoder.decode
+    packet = table.packet
+    udp: dict[tuple, int] = {}
+    linktypes: dict[int, int] = {}
+    npk = tcp = nudp = wire = cap = 0
+    first = last = None
+    progress = opts.progress
+    records = read_captures(paths, files, problems)
+    total = sum(_size(p) for p in paths)
+    try:
+        for ts, lt, data, orig in records:
+            npk += 1
+            wire += orig
+            cap += len(data)
+            if first is None:
+                first = last = ts
+            elif ts > last:     # type: ignore[operator]
+                last = ts
+            elif ts < first:
+                first = ts
+            linktypes[lt] = linktypes.get(lt, 0) + 1
+            r = decode(lt, data, orig, ts)
+            if r is None:
+                continue
+            if r[0] == 6:
+                tcp += 1
+                packet(ts, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+            else:
+                nudp += 1
+                a, b = (r[1], r[3]), (r[2], r[4])
+                k = (a, b) if a <= b else (b, a)
+                udp[k] = udp.get(k, 0) + 1
+            if progress is not None and not npk & 0x3FFF:
+                progress(sum(f.bytes_read for f in files), total)
+    finally:
+        table.finish()
+        decoder.finish()
+    conns.sort(key=lambda c: c["conn_id"])
+    exchanges.sort(key=lambda e: (e.conn_id, e.depth))
+    res.packets, res.tcp_packets, res.udp_packets = npk, tcp, nudp
+    res.wire_bytes, res.captured_bytes = wire, cap
+    res.first_ts, res.last_ts = first, last
+    res.udp_flows = len(udp)
+    by_port: dict[int, int] = {}
+    for (a, b) in udp:
+        port = min(a[1], b[1])
+        by_port[port] = by_port.get(port, 0) + 1
+    res.udp_flows_by_port = by_port
+    st = decoder.stats
+    df = decoder.defrag
+    res.decode = {
+        "non_ip": st.non_ip, "other_ip": st.other_ip, "malformed": st.malformed,
+        "unknown_linktypes": dict(st.unknown_linktype), "ip_fragments": st.fragments,
+        "fragments_reassembled": df.reassembled, "fragment_sets_incomplete": df.incomplete,
+        "fragment_overlaps": df.overlaps, "ipv4_packets": st.ip_versions.get(4, 0),
+        "ipv6_packets": st.ip_versions.get(6, 0),
+    }
+    res.evicted = table.evicted
+    res.linktypes = linktypes
+    if progress is not None:
+        progress(total, total)
+    return res
+
+
+def _size(path: str) -> int:
+    import os
+    try:
+        return os.path.getsize(path) if path != "-" else 0
+    except OSError:
+        return 0
+
+
+def _conn_row(conn: Connection, exchanges: list[HttpExchange]) -> dict:
+    """Summarise a finished connection into its row; the Connection is then dropped."""
+    z = conn.zeek
+    row = {
+        "conn_id": conn.conn_id,
+        "client_ip": _ip(conn.client_ip), "client_port": conn.client_port,
+        "server_ip": _ip(conn.server_ip), "server_port": conn.server_port,
+        "ip_version": conn.ip_version,
+        "first_ts": conn.first_ts, "last_ts": conn.last_ts,
+        "packets": conn.packets, "packets_client": conn.packets_client,
+        "packets_server": conn.packets_server,
+        "bytes_client": conn.bytes_client, "bytes_server": conn.bytes_server,
+        "syn": conn.syn, "synack": conn.synack, "handshake_ack": conn.hs_ack,
+        "handshake_complete": conn.handshake_complete,
+        "handshake_rtt_ns": conn.handshake_rtt_ns,
+        "fin_client": conn.fin_client, "fin_server": conn.fin_server,
+        "rst_client": conn.rst_client, "rst_server": conn.rst_server,
+        "close": conn.close, "closed_by": conn.closed_by, "close_ts": conn.close_ts,
+        "setup_packets": conn.syn + conn.synack + (1 if conn.hs_ack else 0),
+        "teardown_packets": conn.fin_client + conn.fin_server + conn.rst_client
+        + conn.rst_server + conn.teardown_acks,
+        "retransmissions": conn.retransmissions, "missed_bytes": conn.missed_bytes,
+        "overlap_conflicts": conn.cstream.conflicts + conn.sstream.conflicts,
+        "conn_state": z.conn_state(conn.bytes_client, conn.bytes_server),
+        "history": z.history(),
+        "mss": (conn.options or {}).get("mss"),
+        "evicted": conn.evicted,
+        "app": "", "requests": 0, "responses": 0, "http_malformed": 0,
+        "http_skipped_bytes": 0,
+        "tls_version": None, "sni": None, "alpn": None, "tls_resumed": None,
+        "tls_session": None, "tls_handshake_rtt_ns": None,
+    }
+    impl = conn.consumer.impl if conn.consumer is not None else None
+    if isinstance(impl, HttpStream):
+        row["app"] = impl.protocol
+        row["requests"] = impl.requests
+        row["responses"] = impl.responses
+        row["http_malformed"] = impl.malformed
+        row["http_skipped_bytes"] = impl.skipped_bytes
+        exchanges.extend(impl.take())
+    elif isinstance(impl, TlsStream):
+        row["app"] = "tls"
+        row["tls_version"] = impl.version
+        row["sni"] = impl.sni
+        row["alpn"] = impl.alpn
+        row["tls_resumed"] = impl.resumed
+        row["tls_session"] = impl.session_key
+        if impl.ts_client_hello is not None and impl.ts_handshake_done is not None:
+            row["tls_handshake_rtt_ns"] = impl.ts_handshake_done - impl.ts_client_hello
+    conn.consumer = None
+    return row

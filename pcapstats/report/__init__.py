@@ -1,0 +1,1 @@
+"""Rendering and export only: terminal, JSON, HTML reports and table files."""
