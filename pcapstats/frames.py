@@ -23,7 +23,7 @@ CONNECTIONS: list[Column] = [
     ("client_port", "int", "Client TCP port."),
     ("server_ip", "cat", "Server address."),
     ("server_port", "int", "Server TCP port."),
-    ("ip_version", "int", "4 or 6."),
+    ("ip_version", "int", "IP version of the connection: 4 or 6."),
     ("first_ts", "ts", "Time of the first packet (UTC)."),
     ("last_ts", "ts", "Time of the last packet (UTC)."),
     ("duration_ns", "int", "last_ts - first_ts in nanoseconds."),
@@ -149,7 +149,7 @@ def _series(values: list[Any], kind: str) -> "pd.Series":
     if kind == "str":
         return pd.array(values, dtype="string")
     if kind == "cat":
-        return pd.Categorical([v if v not in ("",) else v for v in values])
+        return pd.array(values, dtype="string").astype("category")
     if kind == "float":
         return pd.array(values, dtype="Float64")
     if kind == "ts":

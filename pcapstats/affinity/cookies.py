@@ -32,6 +32,8 @@ use it as a backend label anyway.
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -200,6 +202,7 @@ class CookieInfo:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_session_cookie_name(name: str) -> bool:
     """True for a well-known application session cookie name (conservative).
 
@@ -222,6 +225,7 @@ def is_session_cookie_name(name: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def cookie_kind(name: str) -> str | None:
     """The kind a cookie name alone implies (no value needed), or None.
 
@@ -265,6 +269,7 @@ def _url_endpoint(value: str) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=65536)
 def classify_cookie(name: str, value: str) -> CookieInfo | None:
     """Recognise a balancer or application session cookie; None if unknown.
 

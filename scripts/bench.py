@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Benchmark: pcapstats against tshark and a plain dpkt loop on the same capture.
+
+    python scripts/bench.py --packets 1000000 [--keep DIR] [--runs 1] [--no-tshark]
+
+Generates a deterministic HTTP-heavy capture with its own generator (keep-alive
+connections, headers split across segments, multi-segment responses, some
+retransmissions, many connections open at once), then runs each tool in
+alternation on the same file and prints wall time, packets/s, MB/s and peak
+memory (max RSS of the child process), with ratios against pcapstats.
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ETH = b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00"
+_rec = struct.Struct("<IIII")
+
+
+def _ip(a: int) -> bytes:
+    return struct.pack("!I", a)
+
+
+def _packet(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int,
+            payload: bytes) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                      5 << 4, flags, 65535, 0, 0)
+    total = 20 + 20 + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 6, 0, _ip(src), _ip(dst))
+    return ETH + ip + tcp + payload
+
+
+def generate(path: Path, packets: int, seed: int = 1) -> dict:
+    """Write a capture of about ``packets`` packets; return what was built."""
+    rng = random.Random(seed)
+    server = 0x0A000050
+    out = open(path, "wb", buffering=1 << 22)
+    out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    ts = 1_700_000_000_000_000
+    written = conns = requests = 0
+    active: list[list] = []
+    body = b"x" * 1400
+    while written < packets:
+        while len(active) < 40:
+            cport = 1024 + (conns * 7) % 60000
+            client = 0x0A010000 + (conns % 5000)
+            nreq = rng.choice((1, 2, 3, 4, 6, 8))
+            active.append([client, cport, rng.randrange(1 << 32), rng.randrange(1 << 32),
+                           nreq, 0, 0])
+            conns += 1
+        st = active[rng.randrange(len(active))]
+        client, cport, cseq, sseq, nreq, done, phase = st
+        pk: list[bytes] = []
+        if phase == 0:
+            pk.append(_packet(client, server, cport, 80, cseq, 0, 0x02, b""))
+            pk.append(_packet(server, client, 80, cport, sseq, cseq + 1, 0x12, b""))
+            pk.append(_packet(client, server, cport, 80, cseq + 1, sseq + 1, 0x10, b""))
+            cseq += 1
+            sseq += 1
+            phase = 1
+        elif done < nreq:
+            req = (f"GET /item/{rng.randrange(10**6)}?session=abc HTTP/1.1\r\nHost: shop.example\r\n"
+                   f"User-Agent: bench/1.0\r\nAccept: */*\r\nCookie: JSESSIONID=s{client & 0xFFF}\r\n"
+                   f"\r\n").encode()
+            cut = len(req) // 2 if rng.random() < 0.3 else len(req)
+            for part in (req[:cut], req[cut:]):
+                if part:
+                    pk.append(_packet(client, server, cport, 80, cseq, sseq, 0x18, part))
+                    cseq += len(part)
+            nseg = rng.choice((1, 1, 2, 3))
+            size = 1400 * nseg - rng.randrange(200)
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                    f"Content-Length: {size}\r\n\r\n").encode()
+            resp = head + body[:0] + (b"x" * size)
+            off = 0
+            while off < len(resp):
+                seg = resp[off:off + 1400]
+                pk.append(_packet(server, client, 80, cport, sseq + off, cseq, 0x18, seg))
+                if rng.random() < 0.01:   # a retransmission
+                    pk.append(_packet(server, client, 80, cport, sseq + off, cseq, 0x18, seg))
+                off += len(seg)
+            sseq += len(resp)
+            pk.append(_packet(client, server, cport, 80, cseq, sseq, 0x10, b""))
+            done += 1
+            requests += 1
+        else:
+            pk.append(_packet(client, server, cport, 80, cseq, sseq, 0x11, b""))
+            pk.append(_packet(server, client, 80, cport, sseq, cseq + 1, 0x11, b""))
+            pk.append(_packet(client, server, cport, 80, cseq + 1, sseq + 1, 0x10, b""))
+            active.remove(st)
+            st = None
+        if st is not None:
+            st[2], st[3], st[5], st[6] = cseq, sseq, done, phase
+        for p in pk:
+            ts += rng.randrange(5, 400)
+            out.write(_rec.pack(ts // 1_000_000, ts % 1_000_000, len(p), len(p)))
+            out.write(p)
+            written += 1
+    out.close()
+    return {"packets": written, "connections": conns, "requests": requests,
+            "bytes": path.stat().st_size}
+
+
+DPKT_LOOP = r"""
+import sys, dpkt
+flows = {}
+with open(sys.argv[1], "rb") as f:
+    for ts, buf in dpkt.pcap.Reader(f):
+        eth = dpkt.ethernet.Ethernet(buf)
+        ip = eth.data
+        if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+            continue
+        t = ip.data
+        k = (ip.src, t.sport, ip.dst, t.dport)
+        if k not in flows and (ip.dst, t.dport, ip.src, t.sport) in flows:
+            k = (ip.dst, t.dport, ip.src, t.sport)
+        flows[k] = flows.get(k, 0) + 1
+print(len(flows))
+"""
+
+
+def run(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one child process."""
+    t0 = time.perf_counter()
+    pid = os.posix_spawnp(cmd[0], cmd, os.environ)  # noqa: S606
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--keep", type=Path, help="Folder to keep the generated capture in.")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--no-tshark", action="store_true")
+    ap.add_argument("--no-dpkt", action="store_true")
+    args = ap.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="pcapstats-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    cap = folder / f"bench-{args.packets}.pcap"
+    if not cap.exists():
+        info = generate(cap, args.packets)
+        print(f"generated {cap}: {info}")
+    size = cap.stat().st_size
+    npk = args.packets
+    tools: dict[str, list[str]] = {
+        "pcapstats report": [sys.executable, "-m", "pcapstats.cli", "report", str(cap),
+                             "--format", "json", "-o", os.devnull, "-q"],
+    }
+    if not args.no_dpkt:
+        tools["dpkt loop (flow table)"] = [sys.executable, "-c", DPKT_LOOP, str(cap)]
+    if not args.no_tshark and shutil.which("tshark"):
+        tools["tshark -Y http.request"] = [
+            "tshark", "-n", "-r", str(cap), "-Y", "http.request", "-T", "fields",
+            "-e", "tcp.stream", "-e", "http.request.method"]
+        tools["tshark -z conv,tcp"] = ["tshark", "-n", "-q", "-r", str(cap), "-z", "conv,tcp"]
+    results: dict[str, list[tuple[float, int]]] = {k: [] for k in tools}
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1)
+    for _ in range(args.runs):
+        for name, cmd in tools.items():
+            os.dup2(devnull, 1)
+            try:
+                results[name].append(run(cmd))
+            finally:
+                os.dup2(saved, 1)
+    base = min(w for w, _ in results["pcapstats report"])
+    print(f"\ncapture: {npk:,} packets, {size / 1e6:,.0f} MB; {os.cpu_count()} cores; "
+          f"{time.strftime('%Y-%m-%d')}; Python {sys.version.split()[0]}")
+    print(f"{'tool':<26} {'wall s':>8} {'pkts/s':>10} {'MB/s':>7} {'peak MB':>8} "
+          f"{'x pcapstats':>11}")
+    for name, rs in results.items():
+        wall = min(w for w, _ in rs)
+        rss = max(r for _, r in rs)
+        print(f"{name:<26} {wall:>8.2f} {npk / wall:>10,.0f} {size / wall / 1e6:>7.1f} "
+              f"{rss / 1e6:>8.0f} {wall / base:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()
