@@ -41,4 +41,4 @@ class HttpExchange:
     interim: int = 0                # 1xx responses seen before the final one
     headers: dict[str, str] = field(default_factory=dict)  # request headers, lower-case names
     response_headers: dict[str, str] = field(default_factory=dict)
-    gap: bool = False               # bytes of it were missed, or it was found by resynchronising
+    gap: bool = False               # bytes missed (gap, cut by the close) or found by resyncing

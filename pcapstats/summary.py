@@ -1,6 +1,6 @@
 """The summary: a JSON-serialisable dict of every figure the report shows.
 
-Keys are stable (see ``docs/json-report.md``); every ratio comes with the
+Keys are stable (documented in ``docs/figures.md``); every ratio comes with the
 counts it was computed from. Built from plain records, no pandas.
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -459,7 +460,8 @@ def test_resync_finds_start_lines_glued_to_a_skipped_body() -> None:
     s, ex = same_whole_and_bytewise(events)
     assert [(e.uri, e.status, e.response_body_bytes, e.gap) for e in ex] == \
         [("/index.html", 200, 4, True), ("/next", 202, 0, True)]
-    assert s.skipped_bytes == len(b"body-of-the-lost-post") + len(b"rest of the chunked body\r\n0\r\n\r\n")
+    assert s.skipped_bytes == \
+        len(b"body-of-the-lost-post") + len(b"rest of the chunked body\r\n0\r\n\r\n")
     assert (s.orphan_responses, s.malformed) == (1, 0)   # the 201 answered the lost POST
 
 
@@ -495,7 +497,8 @@ def test_interim_responses_with_pipelining() -> None:
 def test_expect_100_refused_and_closed() -> None:
     events: list[Event] = [
         ("c", 1, b"PUT /big HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n"),
-        ("s", 2, b"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+        ("s", 2, b"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\n"
+                 b"Content-Length: 0\r\n\r\n"),
     ]
     s, ex = same_whole_and_bytewise(events)
     assert [(e.status, e.request_body_bytes, e.resp_connection, e.ts_request_end) for e in ex] == \
@@ -542,6 +545,15 @@ def test_orphan_response_counts_but_creates_no_exchange() -> None:
 def test_close_emits_unanswered_requests() -> None:
     s, ex = same_whole_and_bytewise([("c", 1, GET + b"GET /2 HTTP/1.1\r\n\r\n"), ("s", 2, OK5)])
     assert [(e.depth, e.status, e.ts_response) for e in ex] == [(1, 200, 2), (2, None, None)]
+
+
+def test_body_cut_by_close_is_flagged_but_until_close_is_not() -> None:
+    _, ex = run([("c", 1, GET + GET),
+                 ("s", 2, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")])
+    assert [(e.status, e.response_body_bytes, e.gap) for e in ex] == \
+        [(200, 3, True), (None, 0, False)]
+    _, ex = run([("c", 1, GET), ("s", 2, b"HTTP/1.1 200 OK\r\n\r\nabc")])
+    assert [(e.status, e.response_body_bytes, e.gap) for e in ex] == [(200, 3, False)]
 
 
 # -- junk, limits, malformed ---------------------------------------------------------------
@@ -617,7 +629,7 @@ class Conversation:
     """A valid conversation: pieces in sending order plus what each exchange should parse to."""
 
     pieces: list[tuple[bool, bytes, str, int]] = field(default_factory=list)  # dir, bytes, tag, i
-    expect: list[tuple[str, int, int, int]] = field(default_factory=list)
+    expect: list[tuple[str, int, int, int, bool]] = field(default_factory=list)
     # tags: "req" (request head, maybe its body), "body" (body after 100 Continue),
     # "interim", "resp" (final response), "pad" (stray CRLF before a request)
 
@@ -685,7 +697,7 @@ def conversations(draw: st.DrawFn) -> Conversation:
             if not expect_continue and draw(st.booleans()):
                 interim = b"HTTP/1.1 103 Early Hints" + eol + b"Link: </a>" + eol + eol
             responses.append((interim, eol.join(resp_head) + eol + eol + body))
-            conv.expect.append((method, status, req_size, resp_size))
+            conv.expect.append((method, status, req_size, resp_size, k > 0))
         if expect_continue:
             (pad, req), = requests
             cut = len(req) - len(req_body)
@@ -713,7 +725,8 @@ def _runs(conv: Conversation) -> list[tuple[bool, bytes]]:
     return runs
 
 
-def _segments(draw: st.DrawFn, data: bytes) -> list[tuple[int, bytes]]:
+def _segments(draw: Callable[[st.SearchStrategy[Any]], Any],
+              data: bytes) -> list[tuple[int, bytes]]:
     """Split data at drawn cut points; returns (offset, piece) pairs."""
     if draw(st.integers(0, 9)) == 0:
         cuts = list(range(1, len(data)))
@@ -752,8 +765,9 @@ def test_any_segmentation_parses_like_the_whole(data: st.DataObject) -> None:
     n = len(conv.expect)
     assert counters(s1)[:3] == ("http/1", n, n)
     assert (s1.malformed, s1.skipped_bytes, s1.orphan_responses) == (0, 0, 0)
-    assert [(e.method, e.status, e.request_body_bytes, e.response_body_bytes)
+    assert [(e.method, e.status, e.request_body_bytes, e.response_body_bytes, e.pipelined)
             for e in ex1] == conv.expect
+    assert s1.pipelined == sum(e.pipelined for e in ex1)
     assert [e.depth for e in ex1] == list(range(1, n + 1))
 
 
@@ -773,9 +787,9 @@ def test_timestamps_are_those_of_the_segments_carrying_first_and_last_bytes(
     feeds: list[tuple[bool, int, bytes]] = []
     seg_ts: list[list[tuple[int, int]]] = []  # per run: (segment offset, ts)
     ts = 0
-    for d, b in runs:
+    for d, run_bytes in runs:
         table = []
-        for off, piece in _segments(data.draw, bytes(b)):
+        for off, piece in _segments(data.draw, bytes(run_bytes)):
             ts += 1
             feeds.append((d, ts, piece))
             table.append((off, ts))
@@ -798,24 +812,46 @@ def test_timestamps_are_those_of_the_segments_carrying_first_and_last_bytes(
             (first["req", i], last["req", i], first["resp", i], last["resp", i])
 
 
+_TOKENS = [GET, OK5, b"0\r\n\r\n", b"\r\n", b"abc", b"Transfer-Encoding: chunked\r\n\r\n5\r\n",
+           b"CONNECT a:1 HTTP/1.1\r\n\r\n", b"HTTP/1.1 101 Switching\r\n\r\n",
+           b"HTTP/1.1 100 Continue\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n",
+           b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+           b"PRI * HTTP/2.0\r\n\r\n", b"GET /x HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+           b"HTTP/1.0 200 OK\r\n\r\n", b"xyzGET / HTTP/1.1\r\n\r\n"]
+_EVENTS = st.lists(st.tuples(st.sampled_from(["c", "s", "gc", "gs"]),
+                             st.binary(max_size=80) | st.sampled_from(_TOKENS),
+                             st.integers(-1, 60)), max_size=30)
+
+
+def _events(ops: list[tuple[str, bytes, int]]) -> list[Event]:
+    return [(k, ts, b if k in ("c", "s") else n) for ts, (k, b, n) in enumerate(ops)]
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 2), st.binary(max_size=80)
-                          | st.sampled_from([GET, OK5, b"0\r\n\r\n", b"\r\n",
-                                             b"Transfer-Encoding: chunked\r\n\r\n5\r\n",
-                                             b"CONNECT a:1 HTTP/1.1\r\n\r\n",
-                                             b"HTTP/1.1 101 Switching\r\n\r\n"])),
-                max_size=30))
-def test_fuzz_never_raises_and_stays_bounded(ops: list[tuple[int, bytes]]) -> None:
+@given(_EVENTS)
+def test_fuzz_never_raises_and_stays_bounded(ops: list[tuple[str, bytes, int]]) -> None:
     s = HttpStream(1, max_header_bytes=128)
-    for kind, b in ops:
-        if kind == 2:
-            s.gap(len(b) % 2 == 0, 1, len(b) - 5)
+    for kind, ts, payload in _events(ops):
+        if isinstance(payload, int):
+            s.gap(kind == "gc", ts, payload)
         else:
-            s.feed(kind == 0, 1, b)
+            s.feed(kind == "c", ts, payload)
         for r in (s._req, s._resp):
             assert len(r.buf) <= 128 + 80
             assert len(r.carry) <= 9000
-    s.close(2)
+    s.close(10**6)
     ex = s.take()
     assert len(ex) == s.requests
+    assert [e.depth for e in ex] == list(range(1, s.requests + 1))
     assert s.responses >= s.orphan_responses
+
+
+@settings(max_examples=300, deadline=None)
+@given(_EVENTS)
+def test_junk_and_gaps_parse_the_same_whole_or_byte_by_byte(
+        ops: list[tuple[str, bytes, int]]) -> None:
+    events = _events(ops)
+    s1, ex1 = run(events, max_header_bytes=64)
+    s2, ex2 = run(bytewise(events), max_header_bytes=64)
+    assert ex1 == ex2
+    assert counters(s1) == counters(s2)

@@ -34,6 +34,12 @@ class ZeekState:
 
     def packet(self, from_orig: bool, flags: int, plen: int) -> None:
         me = self.orig if from_orig else self.resp
+        # fast path: an ACK (maybe PSH) without SYN/FIN/RST on an established endpoint whose
+        # letter was already recorded changes nothing
+        if me == ESTABLISHED and flags & 0x17 == 0x10:
+            ch = ("D" if plen else "A") if from_orig else ("d" if plen else "a")
+            if ch in self.seen:
+                return
         if flags & _SYN:
             if flags & _RST or flags & _FIN:
                 self._add("Q", from_orig)
