@@ -59,29 +59,56 @@ def _ip(raw: bytes) -> str:
 class AppStream:
     """Per-connection consumer: picks TLS or HTTP on the first bytes, then feeds it."""
 
-    __slots__ = ("conn_id", "impl", "pending_gaps", "use_http", "use_tls")
+    __slots__ = ("conn_id", "impl", "held", "use_http", "use_tls")
 
     def __init__(self, conn_id: int, use_http: bool, use_tls: bool) -> None:
         self.conn_id = conn_id
         self.impl: HttpStream | TlsStream | None = None
-        self.pending_gaps: list[tuple[bool, int, int]] = []
+        self.held: tuple[bool, int, bytes] | None = None   # first bytes, too few to decide
         self.use_http = use_http
         self.use_tls = use_tls
+
+    def _choose(self, first: bytes) -> HttpStream | TlsStream | None:
+        if self.use_tls and looks_like_tls(first):
+            self.impl = TlsStream()
+        elif self.use_http:
+            self.impl = HttpStream(self.conn_id)
+        return self.impl
+
+    def _release(self) -> HttpStream | TlsStream | None:
+        """Decide on the held bytes as they are and feed them."""
+        from_client, ts, first = self.held  # type: ignore[misc]
+        self.held = None
+        impl = self._choose(first)
+        if impl is not None:
+            impl.feed(from_client, ts, first)
+        return impl
 
     def data(self, from_client: bool, ts: int, data: bytes) -> None:
         impl = self.impl
         if impl is None:
-            if self.use_tls and looks_like_tls(data):
-                impl = TlsStream()
-            elif self.use_http:
-                impl = HttpStream(self.conn_id)
-            else:
+            if self.held is not None:
+                if self.held[0] == from_client:
+                    data = self.held[2] + data
+                    self.held = None
+                else:
+                    impl = self._release()
+            if impl is None and self.impl is None:
+                # a TLS record header needs 3 bytes; a first segment of 1-2 bytes that
+                # could start one is held until more arrive
+                if len(data) < 3 and self.use_tls and data and (20 <= data[0] <= 23
+                                                                 or data[0] & 0x80):
+                    self.held = (from_client, ts, data)
+                    return
+                impl = self._choose(data)
+            if impl is None:
                 return
-            self.impl = impl
         impl.feed(from_client, ts, data)
 
     def gap(self, from_client: bool, ts: int, nbytes: int) -> None:
         impl = self.impl
+        if impl is None and self.held is not None:
+            impl = self._release()
         if impl is None:
             if not self.use_http:
                 return
@@ -89,6 +116,8 @@ class AppStream:
         impl.gap(from_client, ts, nbytes)
 
     def close(self, ts: int) -> None:
+        if self.impl is None and self.held is not None:
+            self._release()
         if self.impl is not None:
             self.impl.close(ts)
 
@@ -214,7 +243,7 @@ def _conn_row(conn: Connection, exchanges: list[HttpExchange]) -> dict:
         "app": "", "requests": 0, "responses": 0, "http_malformed": 0,
         "http_skipped_bytes": 0,
         "tls_version": None, "sni": None, "alpn": None, "tls_resumed": None,
-        "tls_session": None, "tls_handshake_rtt_ns": None,
+        "tls_session": None, "tls_handshake_rtt_ns": None, "tls_client_hello": False,
     }
     impl = conn.consumer.impl if conn.consumer is not None else None
     if isinstance(impl, HttpStream):
@@ -230,6 +259,7 @@ def _conn_row(conn: Connection, exchanges: list[HttpExchange]) -> dict:
         row["sni"] = impl.sni
         row["alpn"] = impl.alpn
         row["tls_resumed"] = impl.resumed
+        row["tls_client_hello"] = impl.client_hello
         row["tls_session"] = impl.session_key
         if impl.ts_client_hello is not None and impl.ts_handshake_done is not None:
             row["tls_handshake_rtt_ns"] = impl.ts_handshake_done - impl.ts_client_hello

@@ -131,7 +131,7 @@ def tls_section(conns: list[dict]) -> dict[str, Any]:
             slot[1] += 1
     return {
         "connections": len(tls),
-        "handshakes": sum(1 for c in tls if c.get("tls_client_hello", True)),
+        "handshakes": sum(1 for c in tls if c["tls_client_hello"]),
         "full": full,
         "resumed": resumed,
         "unknown": len(tls) - full - resumed,

@@ -268,7 +268,7 @@ def test_tls12_session_id_resumption() -> None:
     assert t.resumed is True and t.version == "TLS 1.2"
     assert t.client_session_id == t.server_session_id == SID.hex()
     assert t.session_key == f"sid:{SID.hex()}"
-    assert t.ts_handshake_done == 2000  # the server's Finished, right after its CCS
+    assert t.ts_handshake_done == 3000  # the client's Finished: in an abbreviated handshake it is sent last
     assert (t.app_bytes_client, t.app_bytes_server) == (120, 700) and t.malformed == 0
 
 
@@ -287,7 +287,20 @@ def test_tls12_ticket_resumption(server_sid: bytes) -> None:
     assert t.ticket_offered and t.ticket_identity == digest(TICKET)
     assert t.resumed is True and not t.new_session_ticket
     assert t.session_key == f"ticket:{digest(TICKET)}"
-    assert t.ts_handshake_done == 2000 and t.app_bytes_client == 64 and t.malformed == 0
+    assert t.ts_handshake_done == 3000 and t.app_bytes_client == 64 and t.malformed == 0
+
+
+def test_tls12_handshake_ends_with_the_finished_sent_second() -> None:
+    """Full: client Finished, then server Finished (the end). Abbreviated: the reverse (RFC 5246 7.3)."""
+    full = run(tls12_full())
+    assert (full.ts_client_hello, full.ts_handshake_done) == (1000, 4000)
+    short = run(tls12_sid_resumption()[:2])  # the client's Finished never came
+    assert short.resumed is True and short.ts_handshake_done is None
+    server_only = TlsStream()  # a full handshake whose client side was lost still ends at the server's
+    for from_client, data in tls12_full():
+        if not from_client:
+            server_only.feed(False, 7, data)
+    assert server_only.ts_handshake_done == 7
 
 
 def test_ticket_resumption_shares_the_session_key_of_the_issuing_connection() -> None:

@@ -295,8 +295,19 @@ class ConnectionTable:
         if not conn.closed_by:
             conn.closed_by = side
             conn.close_ts = ts
-        if flags & RST or (conn.fin_client and conn.fin_server):
+        if (flags & RST and self._rst_in_window(conn, from_client, seq)) \
+                or (conn.fin_client and conn.fin_server):
             self._close_streams(conn, ts)
+
+    @staticmethod
+    def _rst_in_window(conn: Connection, from_client: bool, seq: int) -> bool:
+        """A RST ends the connection only near the sequence its sender is at (RFC 5961);
+        a blind or stale one far outside is counted but does not close the streams."""
+        stream = conn.cstream if from_client else conn.sstream
+        if stream.next_seq is None:
+            return True
+        dist = ((seq - stream.next_seq + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        return -(1 << 24) <= dist <= (1 << 24)
 
     def _close_streams(self, conn: Connection, ts: int) -> None:
         """Flush reassembly, close the consumer and release buffers; the record lingers."""

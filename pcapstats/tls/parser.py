@@ -41,7 +41,8 @@ class _Direction:
     """Parsing state of one direction of the connection."""
 
     __slots__ = ("client", "hdr", "sslv2", "rtype", "left", "count_app", "stopped", "encrypted",
-                 "hs_dead", "hs_hdr", "hs_type", "hs_left", "hs_body", "hs_ts", "records", "app_bytes")
+                 "hs_dead", "hs_hdr", "hs_type", "hs_left", "hs_body", "hs_ts", "records", "app_bytes",
+                 "finished_ts")
 
     def __init__(self, client: bool) -> None:
         self.client = client
@@ -60,6 +61,7 @@ class _Direction:
         self.hs_ts = 0             # timestamp of the segment carrying the message's first byte
         self.records = 0
         self.app_bytes = 0
+        self.finished_ts: int | None = None  # <= 1.2: header of the first encrypted handshake record (Finished)
 
     def hs_partial(self) -> bool:
         return bool(self.hs_hdr) or self.hs_left >= 0
@@ -83,6 +85,7 @@ class TlsStream:
         self._psk_hash: str | None = None     # digest of the first offered PSK identity
         # ClientHello fields hold the last ClientHello's values (the second one after an HRR).
         self.client_hello = False  # a ClientHello was seen (SSLv2-compatible ones too)
+        self.client_hellos = 0  # ClientHellos seen (2 after a HelloRetryRequest)
         self.server_hello = False  # a ServerHello was seen (a HelloRetryRequest does not count)
         self.version_code: int | None = None  # negotiated: ServerHello supported_versions, else its version
         self.cipher_suite: int | None = None  # selected by the ServerHello
@@ -99,10 +102,12 @@ class TlsStream:
         self.new_session_ticket = False  # server sent NewSessionTicket (visible in <= 1.2 only)
         self.hello_retry = False  # a TLS 1.3 HelloRetryRequest was seen
         self.ts_client_hello: int | None = None  # segment carrying the first ClientHello's first byte
-        # <= 1.2: header of the server's first encrypted handshake record (its Finished, after
-        # its ChangeCipherSpec). 1.3: header of the client's first application_data record after
-        # the ServerHello (its encrypted Finished, the last handshake message; the server's
-        # Finished cannot be told from its other encrypted records).
+        # The last handshake message, the Finished sent second. <= 1.2: header of the first
+        # encrypted handshake record (a Finished, after a ChangeCipherSpec) of the side that sends
+        # it second: the server in a full handshake, the client in an abbreviated (resumed) one
+        # (RFC 5246 7.3); the server's alone when the handshake was full (client side not seen).
+        # 1.3: header of the client's first application_data record after the ServerHello (its
+        # encrypted Finished; the server's cannot be told from its other encrypted records).
         self.ts_handshake_done: int | None = None
         self.records_client = 0  # records with a valid header, sent by the client
         self.records_server = 0
@@ -186,8 +191,8 @@ class TlsStream:
 
     def as_dict(self) -> dict[str, Any]:
         """Every result, by name (attributes and properties)."""
-        names = ("client_hello", "server_hello", "version", "version_code", "cipher_suite", "sni", "alpn",
-                 "alpn_offered", "versions_offered", "client_session_id", "server_session_id",
+        names = ("client_hello", "client_hellos", "server_hello", "version", "version_code", "cipher_suite",
+                 "sni", "alpn", "alpn_offered", "versions_offered", "client_session_id", "server_session_id",
                  "ticket_offered", "ticket_identity", "ticket_issued", "psk_offered", "psk_accepted",
                  "new_session_ticket", "resumed", "hello_retry", "ts_client_hello", "ts_handshake_done",
                  "records_client", "records_server", "app_bytes_client", "app_bytes_server",
@@ -298,8 +303,12 @@ class TlsStream:
                 d.count_app = False  # encrypted TLS 1.3 handshake flight
                 if d.client:
                     self.ts_handshake_done = ts
-        elif ctype == HANDSHAKE and d.encrypted and not d.client and self.ts_handshake_done is None:
-            self.ts_handshake_done = ts
+        elif ctype == HANDSHAKE and d.encrypted and d.finished_ts is None:
+            d.finished_ts = ts
+            other = self._s if d.client else self._c
+            if self.ts_handshake_done is None and (other.finished_ts is not None
+                                                   or (not d.client and self._full_seen)):
+                self.ts_handshake_done = ts
         if length == 0:
             if ctype != APPLICATION_DATA:
                 self.malformed += 1  # only application data may be empty
@@ -371,6 +380,7 @@ class TlsStream:
 
     def _sslv2_client_hello(self, body: bytes, ts: int) -> None:
         self.client_hello = True
+        self.client_hellos += 1
         if self.ts_client_hello is None:
             self.ts_client_hello = ts
         r = Reader(body)
@@ -386,6 +396,7 @@ class TlsStream:
 
     def _client_hello(self, body: bytes, ts: int) -> None:
         self.client_hello = True
+        self.client_hellos += 1
         if self.ts_client_hello is None:
             self.ts_client_hello = ts
         r = Reader(body)
