@@ -126,7 +126,11 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
     Several files are merged in timestamp order (rotated captures). Options:
     the fields of :class:`pcapstats.pipeline.Options`, plus the affinity
     options ``session_key`` (``auto``, ``cookie:NAME``, ``client-ip``, ``xff``,
-    ``header:NAME``, ``tls``), ``frontend`` and ``backend_net``.
+    ``header:NAME``, ``tls``), ``frontend`` and ``backend_net``; and
+    ``redact`` (True, a key, or a :class:`pcapstats.redact.Redactor`) with
+    ``redact_addresses``: the Analysis returned is then the redacted copy
+    (cookie values, session keys, query strings, optionally addresses replaced
+    by keyed hashes; figures unchanged; see ``pcapstats/redact.py``).
     Raises :class:`CaptureFormatError` only when nothing at all could be read.
     """
     if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
@@ -136,6 +140,8 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
         raise UsageError("no capture file given")
     affinity_opts = {k: options.pop(k) for k in ("session_key", "frontend", "backend_net")
                      if k in options}
+    from .redact import redactor_for
+    redactor = redactor_for(options.pop("redact", None), options.pop("redact_addresses", False))
     unknown = set(options) - _OPTION_NAMES
     if unknown:
         raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
@@ -147,4 +153,5 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
     aff = attribute(conns, reqs, res.exchanges, **affinity_opts)
     from .summary import build_summary
     summary = build_summary(res, conns, res.exchanges, aff.summary if aff else None)
-    return Analysis(res, conns, reqs, aff, summary)
+    analysis = Analysis(res, conns, reqs, aff, summary)
+    return redactor.apply(analysis) if redactor is not None else analysis

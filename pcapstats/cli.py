@@ -38,6 +38,15 @@ def analysis_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--quiet", "-q", is_flag=True, help="No progress bar, no report on stdout."),
         click.option("--strict", is_flag=True,
                      help="Exit 1 when the analysis produced warnings."),
+        click.option("--redact", is_flag=True,
+                     help="Replace cookie values, session keys and URI query strings by "
+                          "keyed hashes (HMAC-SHA256) in every output; figures unchanged."),
+        click.option("--redact-addresses", is_flag=True,
+                     help="Also replace IP addresses by keyed hashes (implies --redact)."),
+        click.option("--redact-key", metavar="KEY", envvar="PCAPSTATS_REDACT_KEY",
+                     show_envvar=True,
+                     help="Key of the hashes: the same key gives the same tokens in every "
+                          "run (default: a random key per run)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -49,7 +58,15 @@ def _fail(exc: PcapstatsError) -> None:
     sys.exit(exc.exit_code)
 
 
-def _run_analysis(files: tuple[str, ...], kw: dict[str, Any]) -> Any:
+def _redactor(kw: dict[str, Any]) -> Any:
+    """One Redactor per command run (so two captures get the same tokens), or None."""
+    if not (kw.get("redact") or kw.get("redact_addresses")):
+        return None
+    from .redact import Redactor
+    return Redactor(kw.get("redact_key") or None, addresses=bool(kw.get("redact_addresses")))
+
+
+def _run_analysis(files: tuple[str, ...], kw: dict[str, Any], redactor: Any = None) -> Any:
     from .analysis import analyze
 
     progress = None
@@ -68,7 +85,7 @@ def _run_analysis(files: tuple[str, ...], kw: dict[str, Any]) -> Any:
         return analyze(list(files), session_key=kw["session_key"],
                        frontend=list(kw["frontend"]), backend_net=list(kw["backend_net"]),
                        max_connections=kw["max_connections"], max_buffer=kw["max_buffer"],
-                       progress=progress)
+                       progress=progress, redact=redactor or _redactor(kw))
     finally:
         if bar is not None:
             bar.stop()
@@ -163,19 +180,47 @@ def export(files: tuple[str, ...], fmt: str, outdir: str, **kw: Any) -> None:
 
 
 @main.command()
+@click.argument("before", metavar="BEFORE")
+@click.argument("after", metavar="AFTER")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Comparison format on stdout.")
+@analysis_options
+@handle_errors
+def compare(before: str, after: str, fmt: str, **kw: Any) -> None:
+    """Compare two captures (before / after a change); `!` marks changes that matter.
+
+    Each of BEFORE and AFTER is one capture file. Every figure is shown
+    before, after and as a change; the rule for "matters" is in
+    docs/figures.md (ratios: 5 points with 20 or more in each denominator).
+    """
+    import json
+
+    from .compare import compare as compare_analyses
+    from .compare import format_text
+
+    redactor = _redactor(kw)
+    a = _run_analysis((before,), kw, redactor)
+    b = _run_analysis((after,), kw, redactor)
+    result = compare_analyses(a, b)
+    if not kw["quiet"]:
+        if fmt == "json":
+            click.echo(json.dumps(result, indent=2))
+        else:
+            click.echo(format_text(result), nl=False)
+    if kw["strict"] and (a.summary["warnings"] or b.summary["warnings"]):
+        sys.exit(EXIT_STRICT)
+
+
+@main.command()
 @click.option("--table", type=click.Choice(["connections", "requests", "sessions", "backends",
                                             "breaks"]), help="Only this table.")
-def columns(table: str | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
+              show_default=True, help="markdown: the reference as docs/columns.md has it.")
+def columns(table: str | None, fmt: str) -> None:
     """Print the reference of every column of every table."""
-    from .frames import TABLES
+    from .frames import reference
 
-    for name, cols in TABLES.items():
-        if table and name != table:
-            continue
-        click.echo(f"{name}:")
-        for col, kind, doc in cols:
-            click.echo(f"  {col:<24} {kind:<6} {doc}")
-        click.echo("")
+    click.echo(reference(fmt, table), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

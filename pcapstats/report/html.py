@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ..redact import describe
 from . import svg
 from .svg import esc
 
@@ -180,7 +181,7 @@ def _capture(s: dict[str, Any]) -> str:
                            or "-")),
         ("TCP / UDP", f"{cap['tcp_packets']:,} / {cap['udp_packets']:,} packets; "
                       f"{s['udp']['flows']:,} UDP flows"),
-    ])
+    ] + [("redacted", esc(n)) for n in [describe(s)] if n])
 
 
 def _tcp(s: dict[str, Any], analysis: Any, t0: int | None, span: float) -> str:

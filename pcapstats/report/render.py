@@ -84,7 +84,7 @@ def render_text(analysis: Any, color: bool = False, width: int = 80) -> str:
         ("link types", ", ".join(f"{k}: {v:,}" for k, v in cap["link_types"].items()) or "-"),
         ("TCP / UDP", f"{cap['tcp_packets']:,} / {cap['udp_packets']:,} packets; "
                       f"{s['udp']['flows']:,} UDP flows"),
-    ])
+    ] + _redacted(s))
 
     t = s["tcp"]
     section("TCP connections")
@@ -161,6 +161,12 @@ def render_text(analysis: Any, color: bool = False, width: int = 80) -> str:
     else:
         con.print("none")
     return buf.getvalue()
+
+
+def _redacted(s: dict[str, Any]) -> list[tuple[str, str]]:
+    from ..redact import describe
+    note = describe(s)
+    return [("redacted", note)] if note else []
 
 
 def _render_affinity(con: Any, a: dict[str, Any], analysis: Any, section: Any, kv: Any) -> None:
