@@ -13,6 +13,13 @@ Backend of a request, first that applies:
    wherever a matched request showed which address a name stands for;
 3. otherwise the server address of the connection (the capture sees the
    balancer-to-server side, or clients talking to servers directly).
+
+Session key ``xff`` (DOMAIN.md: "the first hop of X-Forwarded-For behind
+another proxy"): the first hop of the request's X-Forwarded-For when it has
+one, else the address of the connection's client - a client that reaches the
+balancer directly sends no X-Forwarded-For, and its own address is then the
+first hop.  So every request has a session under ``xff``; requests of a user
+behind an upstream proxy and of a direct client are keyed alike.
 """
 
 from __future__ import annotations
@@ -55,6 +62,12 @@ def _first_hop(xff: str | None) -> str | None:
     if not xff:
         return None
     return xff.split(",", 1)[0].strip() or None
+
+
+def _xff_client(xff: str | None, client_ip: str | None) -> str | None:
+    """Session under ``--session-key xff``: the first X-Forwarded-For hop, else the
+    connection's client address (a direct client sends no X-Forwarded-For)."""
+    return _first_hop(xff) or client_ip
 
 
 def _cookie_value(header: str | None, name: str) -> str | None:
@@ -119,7 +132,19 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
     backend_side = [r for r in reqs if r["side"] == "backend"]
     match_stats = None
     if client_side and backend_side:
-        mapping, match_stats = match_requests(client_side, backend_side)
+        # the proxy dispatched a connection's first request when it began to connect
+        dispatch: dict[int, int] = {}
+        for r in backend_side:
+            first = conn_by_id[r["conn_id"]]["first_ts"]
+            if r["depth"] == 1 and first is not None and r["ts_request"] is not None \
+                    and first <= r["ts_request"]:
+                dispatch[r["idx"]] = first
+        resp_headers = ({r["idx"]: exchanges[r["idx"]].response_headers
+                         for r in (*client_side, *backend_side)}
+                        if len(exchanges) == len(reqs) else None)
+        mapping, match_stats = match_requests(client_side, backend_side,
+                                              response_headers=resp_headers,
+                                              dispatch_ns=dispatch)
         matched_backend = set(mapping.values())
         for r in backend_side:
             r["backend"] = f"{_hostport(r['server_ip'], r['server_port'])}"
@@ -171,8 +196,9 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
             kind, arg, reason = "cookie", name, why
         elif sum(1 for r in sess_reqs if r["xff"]) * 2 > len(sess_reqs) > 0:
             kind = "xff"
-            reason = (why + "; most requests carry X-Forwarded-For, so its first hop "
-                      "names the client")
+            reason = ("no session cookie found; most requests carry X-Forwarded-For, so its "
+                      "first hop names the client (the connection's client address where a "
+                      "request has none)" + why.partition("client address")[2])
         else:
             kind, reason = "client-ip", why
     key_label = f"{kind}:{arg}" if arg else kind
@@ -199,7 +225,7 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
         elif kind == "client-ip":
             sess = r["client_addr"]
         elif kind == "xff":
-            sess = _first_hop(r["xff"])
+            sess = _xff_client(r["xff"], r["client_ip"])
         elif kind == "header":
             e = headers_by_idx.get(r["idx"])
             sess = e.headers.get(arg.lower()) if e is not None else None  # type: ignore[union-attr]

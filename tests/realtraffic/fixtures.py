@@ -3,6 +3,11 @@
 Import them into a test module (`from tests.realtraffic.fixtures import recording, ...`);
 a conftest.py under tests/realtraffic/ would not reach tests/test_*.py.
 Tests are skipped only when a binary is missing; any other problem fails loudly.
+
+pytest makes one fixture per module that imports it, so a session-scoped fixture imported
+by two test modules runs twice. The recordings and their directory are therefore kept at
+module level here: every test module that imports these fixtures gets the same recordings,
+and each scenario is recorded once per test run.
 """
 
 from __future__ import annotations
@@ -24,21 +29,27 @@ def require_lab() -> None:
                     "nginx tcpdump tshark wrk curl)")
 
 
+# Shared by every importing module (see the module doc): one directory, one recording per scenario.
+_DIRECTORY: list[Path] = []
+_RECORDINGS: dict[str, Recording] = {}
+
+
 @pytest.fixture(scope="session")
 def realtraffic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("realtraffic")
+    if not _DIRECTORY:
+        _DIRECTORY.append(tmp_path_factory.mktemp("realtraffic"))
+    return _DIRECTORY[0]
 
 
 @pytest.fixture(scope="session")
 def record(realtraffic_dir: Path) -> Callable[[str], Recording]:
     """`record(name)` -> that scenario's Recording, recorded on first use in this run."""
-    cache: dict[str, Recording] = {}
 
     def get(name: str) -> Recording:
         require_lab()
-        if name not in cache:
-            cache[name] = record_scenario(name, realtraffic_dir / name)
-        return cache[name]
+        if name not in _RECORDINGS:
+            _RECORDINGS[name] = record_scenario(name, realtraffic_dir / name)
+        return _RECORDINGS[name]
     return get
 
 
