@@ -236,6 +236,9 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
             hint = _balancer_cookie_hint(r, sess, last_balancer)
         views.append(RequestView(r["idx"], r["ts_request"] or 0, sess, r["backend"],
                                  r["client_addr"] or "", hint))
+    tls_figures = None
+    if kind == "tls":
+        views, tls_figures = _tls_views(conns)
     result = compute_persistence(views)
 
     # 4. reuse per side, multiplexing, per-backend connections
@@ -337,6 +340,8 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
                         "cause": first_cause.get(s.session, "")} for s in top],
         "notes": notes,
     }
+    if tls_figures is not None:
+        summary["tls"] = tls_figures
     return AffinityResult(summary, session_rows, backend_rows, break_rows)
 
 
@@ -352,6 +357,57 @@ def _balancer_cookie_hint(req: dict, sess: str, last: dict[str, str]) -> str | N
     if now is None:
         return "cookie-missing"
     return "cookie-changed" if now != before else None
+
+
+def _tls_views(conns: list[dict]) -> tuple[list[RequestView], dict[str, Any]]:
+    """``--session-key tls``: each TLS connection is one unit of a TLS session.
+
+    Backend: the server address of the connection; for a TLS-passthrough proxy
+    seen on both sides, a client-side connection takes the backend of the
+    proxy's connection that carried the same ClientHello (same session identity
+    and SNI) soonest after it. A refused resumption (an identity offered, a full
+    handshake followed) on another backend than the session's previous
+    connection is the "resumption failed because the client landed elsewhere"
+    count. ``request_index`` in the breaks table is then the conn_id.
+    """
+    tls = [c for c in conns if c["app"] == "tls" and c["tls_session"]]
+    backend_side = sorted((c for c in tls if c.get("side") == "backend"),
+                          key=lambda c: (c["first_ts"], c["conn_id"]))
+    taken: set[int] = set()
+    views = []
+    by_session_last: dict[str, str] = {}
+    failed_elsewhere = failed_same = offered = 0
+    for c in sorted(tls, key=lambda c: (c["first_ts"], c["conn_id"])):
+        if c.get("side") == "backend":
+            continue
+        backend = _hostport(c["server_ip"], c["server_port"])
+        if c.get("side") == "client":
+            backend = None
+            for b in backend_side:
+                if b["conn_id"] in taken or b["first_ts"] < c["first_ts"]:
+                    continue
+                if b["tls_session"] == c["tls_session"] and b["sni"] == c["sni"]:
+                    taken.add(b["conn_id"])
+                    backend = _hostport(b["server_ip"], b["server_port"])
+                    break
+        sess = c["tls_session"]
+        prev = by_session_last.get(sess)
+        if prev is not None:
+            offered += 1
+            if c["tls_resumed"] is False:
+                if backend is not None and backend != prev:
+                    failed_elsewhere += 1
+                else:
+                    failed_same += 1
+        if backend is not None:
+            by_session_last[sess] = backend
+        views.append(RequestView(c["conn_id"], c["first_ts"], sess, backend, c["client_ip"]))
+    return views, {
+        "connections": len(views),
+        "resumptions_offered_again": offered,
+        "resumption_failed_other_backend": failed_elsewhere,
+        "resumption_failed_same_backend": failed_same,
+    }
 
 
 def _hostport(ip: str, port: int) -> str:

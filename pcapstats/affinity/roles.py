@@ -55,7 +55,7 @@ def detect_roles(conns: list[dict], frontend: list[str] | tuple[str, ...] = (),
         roles.proxies = {ip for ip, _ in roles.frontends}
         roles.how = "given on the command line"
         return roles
-    http = [c for c in conns if c["requests"]]
+    http = [c for c in conns if c["requests"] or c["app"] == "tls"]
     servers = {c["server_ip"] for c in http}
     clients = {c["client_ip"] for c in http}
     proxies = servers & clients
