@@ -195,7 +195,8 @@ def run(paths: list[str], opts: Options) -> RunResult:
         "non_ip": st.non_ip, "other_ip": st.other_ip, "malformed": st.malformed,
         "unknown_linktypes": dict(st.unknown_linktype), "ip_fragments": st.fragments,
         "fragments_reassembled": df.reassembled, "fragment_sets_incomplete": df.incomplete,
-        "fragment_overlaps": df.overlaps, "ipv4_packets": st.ip_versions.get(4, 0),
+        "fragment_overlaps": df.overlaps, "fragment_conflicts": df.conflicts,
+        "ipv4_packets": st.ip_versions.get(4, 0),
         "ipv6_packets": st.ip_versions.get(6, 0),
     }
     res.evicted = table.evicted

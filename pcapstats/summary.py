@@ -154,6 +154,9 @@ def warnings(res: RunResult, conns: list[dict]) -> list[str]:
         out.append(f"{n} packets have link type {lt}, which pcapstats does not decode")
     if d.get("fragment_sets_incomplete"):
         out.append(f"{d['fragment_sets_incomplete']} IP fragment sets never completed")
+    if d.get("fragment_conflicts"):
+        out.append(f"{d['fragment_conflicts']} IP fragments overlapped earlier ones with "
+                   "different bytes (the first copy was kept)")
     gaps = sum(1 for c in conns if c["missed_bytes"])
     if gaps:
         missed = sum(c["missed_bytes"] for c in conns)

@@ -146,10 +146,10 @@ class RequestReader(DirectionReader):
 
     def _hold(self, ts: int, data: bytes | None, nbytes: int) -> None:
         self.held.append((ts, data, nbytes))
-        if data is not None:
-            self.held_bytes += len(data)
-            if self.held_bytes > self.max_hdr:
-                self.release()
+        # a held gap costs a list entry: charge it, so many gaps cannot grow the list unbounded
+        self.held_bytes += len(data) if data is not None else 64
+        if self.held_bytes > self.max_hdr:
+            self.release()
 
     def release(self) -> None:
         """The held bytes are HTTP after all: parse them (as pipelined requests)."""

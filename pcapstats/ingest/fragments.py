@@ -4,7 +4,13 @@ Policy: the first copy of a byte wins (like the TCP reassembler); a later
 fragment that overlaps earlier data is counted in ``overlaps`` (and in
 ``conflicts`` when its bytes differ). A set that never completes is dropped
 after ``timeout_ns`` of capture time, or when more than ``max_sets`` sets
-are pending (the oldest goes first), and counted in ``incomplete``.
+are pending or more than ``max_bytes`` are held in all of them (the oldest
+goes first), and counted in ``incomplete``.
+
+Hostile input stays cheap: a fragment whose bytes are all held already is
+not stored again, and a set that grows past ``MAX_PIECES`` pieces or twice
+the largest datagram is dropped (counted in ``oversized`` and
+``incomplete``), so the work per fragment is bounded.
 """
 
 from __future__ import annotations
@@ -13,6 +19,12 @@ from collections import OrderedDict
 
 #: An IP datagram cannot be larger than this.
 MAX_DATAGRAM = 65535 + 40
+#: Pieces one set may hold: the work per fragment is proportional to it. A 64 KiB
+#: datagram over a 1500-byte MTU is 45 fragments, over 576 bytes 120; stacks cap it lower
+#: still (FreeBSD keeps 16 fragments per packet, Windows 100).
+MAX_PIECES = 256
+#: Bytes one set may hold, duplicates and overlaps included.
+MAX_SET_BYTES = 2 * MAX_DATAGRAM
 
 
 class _FragSet:
@@ -26,9 +38,12 @@ class _FragSet:
 
 
 class Defragmenter:
-    def __init__(self, max_sets: int = 4096, timeout_ns: int = 60_000_000_000) -> None:
+    def __init__(self, max_sets: int = 4096, timeout_ns: int = 60_000_000_000,
+                 max_bytes: int = 64 << 20) -> None:
         self.max_sets = max_sets
         self.timeout_ns = timeout_ns
+        self.max_bytes = max_bytes
+        self.held = 0                   # bytes held in all pending sets
         self.sets: OrderedDict[tuple, _FragSet] = OrderedDict()
         self.reassembled = 0
         self.incomplete = 0
@@ -50,27 +65,38 @@ class Defragmenter:
         fs = self.sets.get(key)
         if fs is None:
             if len(self.sets) >= self.max_sets:
-                self.sets.popitem(last=False)
-                self.incomplete += 1
+                self._drop(next(iter(self.sets)))
             fs = self.sets[key] = _FragSet(ts)
-        if offset + len(data) > MAX_DATAGRAM:
+        n = len(data)
+        if offset + n > MAX_DATAGRAM or len(fs.pieces) >= MAX_PIECES \
+                or fs.size + n > MAX_SET_BYTES:
             self.oversized += 1
-            del self.sets[key]
-            self.incomplete += 1
+            self._drop(key)
             return None
         if not more:
-            fs.total = offset + len(data)
-        # first write wins: keep only the parts of `data` not already covered
+            fs.total = offset + n
+        # first write wins: compare with what is held; keep `data` only if it adds bytes
+        covered_all = False
         for start, piece in fs.pieces:
             end = start + len(piece)
-            if start < offset + len(data) and offset < end:
+            if start < offset + n and offset < end:
                 self.overlaps += 1
-                lo, hi = max(start, offset), min(end, offset + len(data))
+                lo, hi = max(start, offset), min(end, offset + n)
                 if piece[lo - start:hi - start] != data[lo - offset:hi - offset]:
                     self.conflicts += 1
-        fs.pieces.append((offset, data))
-        fs.size += len(data)
-        if fs.total is None:
+                if start <= offset and offset + n <= end:
+                    covered_all = True
+        if not covered_all:
+            fs.pieces.append((offset, data))
+            fs.size += n
+            self.held += n
+            while self.held > self.max_bytes and len(self.sets) > 1:
+                oldest = next(iter(self.sets))
+                if oldest == key:
+                    self.sets.move_to_end(key)
+                    oldest = next(iter(self.sets))
+                self._drop(oldest)
+        if fs.total is None or fs.size < fs.total:
             return None
         # complete when the pieces cover [0, total)
         covered = 0
@@ -86,8 +112,15 @@ class Defragmenter:
             piece = piece[:max(0, fs.total - start)]
             out[start:start + len(piece)] = piece
         del self.sets[key]
+        self.held -= fs.size
         self.reassembled += 1
         return bytes(out[:fs.total])
+
+    def _drop(self, key: tuple) -> None:
+        """Give up on one pending set (counted as incomplete)."""
+        fs = self.sets.pop(key)
+        self.held -= fs.size
+        self.incomplete += 1
 
     def _expire(self, now: int) -> None:
         sets = self.sets
@@ -95,10 +128,10 @@ class Defragmenter:
             key, fs = next(iter(sets.items()))
             if now - fs.first_ts <= self.timeout_ns:
                 break
-            del sets[key]
-            self.incomplete += 1
+            self._drop(key)
 
     def finish(self) -> None:
         """End of capture: every pending set is incomplete."""
         self.incomplete += len(self.sets)
         self.sets.clear()
+        self.held = 0

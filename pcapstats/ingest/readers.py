@@ -33,6 +33,8 @@ WINDOW = 1 << 20
 MAX_RECORD = 262144
 #: The largest pcapng block we accept (generous: a block holds one packet).
 MAX_BLOCK = MAX_RECORD + 4096
+#: Timestamps are kept as int64 nanoseconds (the tables' datetime64[ns]); later ones are clamped.
+MAX_TS = (1 << 63) - 1
 
 _PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000, 16),   # little-endian, microseconds
@@ -70,33 +72,61 @@ class FileInfo:
     bytes_read: int = 0               # uncompressed bytes consumed so far
     linktypes: set[int] | None = None
     stopped_at: int | None = None     # byte offset of a fault that ended reading
+    bad_ts: int = 0                   # records whose timestamp was out of range (clamped)
+    bad_ts_offset: int | None = None  # offset of the first of them
 
 
 class _Window:
-    """Buffered reads over a stream, keeping only a window of it in memory."""
+    """Buffered reads over a stream, keeping only a window of it in memory.
 
-    __slots__ = ("f", "buf", "pos", "base", "eof")
+    A read that fails (gzip that ends early or is corrupt, an I/O error) does not lose
+    what was read before it: the error is kept in ``error``, the stream counts as ended,
+    and the bytes before it can still be parsed into records.
+    """
 
-    def __init__(self, f: BinaryIO, initial: bytes = b"") -> None:
-        self.f = f
+    __slots__ = ("read", "buf", "pos", "base", "eof", "error", "compressed")
+
+    def __init__(self, f: BinaryIO, initial: bytes = b"", compressed: bool = False) -> None:
+        # GzipFile.read(n) drops what it decompressed if the stream breaks before n bytes;
+        # read1 returns each piece as it comes, and raises only when nothing is left.
+        self.read = f.read1 if compressed else f.read  # type: ignore[attr-defined]
         self.buf = initial
         self.pos = 0
         self.base = 0      # stream offset of buf[0]
         self.eof = False
+        self.error: str | None = None
+        self.compressed = compressed
 
     def fill(self, need: int) -> bool:
         """Make ``need`` bytes available at ``pos``; False if the stream ends first."""
-        while len(self.buf) - self.pos < need:
-            if self.eof:
-                return False
-            chunk = self.f.read(max(WINDOW, need))
-            if not chunk:
-                self.eof = True
-                return False
-            self.base += self.pos
-            self.buf = self.buf[self.pos:] + chunk
-            self.pos = 0
-        return True
+        have = len(self.buf) - self.pos
+        if have >= need:
+            return True
+        if self.eof:
+            return False
+        parts = [self.buf[self.pos:]]
+        self.base += self.pos
+        self.pos = 0
+        try:
+            while have < need:
+                chunk = self.read(max(WINDOW, need - have))
+                if not chunk:
+                    self.eof = True
+                    break
+                parts.append(chunk)
+                have += len(chunk)
+        except (EOFError, zlib.error, OSError) as exc:
+            self.eof = True
+            what = str(exc) or exc.__class__.__name__
+            self.error = (f"compressed data is broken: {what}" if self.compressed
+                          else f"read error: {what}")
+        finally:
+            self.buf = parts[0] if len(parts) == 1 else b"".join(parts)
+        return have >= need
+
+    def why(self, problem: str) -> str:
+        """``problem``, or the read error that caused it."""
+        return f"{self.error} ({problem})" if self.error else problem
 
     @property
     def offset(self) -> int:
@@ -147,10 +177,12 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem]) -> Iter
     stream, head, compressed, size = _open_stream(path)
     info.compressed = compressed
     info.size = size
-    win = _Window(stream, head)
+    win = _Window(stream, head, compressed)
     try:
         try:
             if not win.fill(4):
+                if win.error:
+                    raise CaptureFormatError(path, 0, win.error)
                 if win.offset == 0 and len(win.buf) == 0:
                     raise CaptureFormatError(path, 0, "empty file")
                 raise CaptureFormatError(path, 0, "too short to be a capture")
@@ -162,12 +194,19 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem]) -> Iter
             else:
                 raise CaptureFormatError(
                     path, 0, f"not a pcap or pcapng capture (starts with {magic.hex()})")
+            if win.error and info.stopped_at is None:
+                # the stream broke exactly between two records
+                _stop(path, win.offset, win.error, info, problems)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             # gzip that ends early or is corrupt: keep what was read.
             what = str(exc) or exc.__class__.__name__
             _stop(path, win.offset, f"compressed data is broken: {what}", info, problems)
     finally:
         info.bytes_read = win.offset
+        if info.bad_ts:
+            problems.append(ReadProblem(
+                path, info.bad_ts_offset or 0,
+                f"{info.bad_ts} records have a timestamp outside 1970-2262 (clamped)"))
         if path != "-":
             stream.close()
 
@@ -185,7 +224,7 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     endian, ts_mult, rec_len = _PCAP_MAGICS[magic]
     info.format = "pcap-nsec" if ts_mult == 1 else "pcap"
     if not win.fill(24):
-        raise CaptureFormatError(path, 0, "pcap file header is truncated")
+        raise CaptureFormatError(path, 0, win.why("pcap file header is truncated"))
     _, vmaj, _vmin, _zone, _sig, snaplen, network = struct.unpack_from(
         endian + "IHHiIII", win.buf, win.pos)
     linktype = network & 0x03FFFFFF           # upper bits carry FCS length flags
@@ -201,9 +240,9 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
             if len(buf) - pos < rec_len:
                 if not win.fill(rec_len):
                     if len(win.buf) - win.pos:
-                        _stop(path, win.offset,
+                        _stop(path, win.offset, win.why(
                               f"last record header is truncated ({len(win.buf) - win.pos} of "
-                              f"{rec_len} bytes)", info, problems)
+                              f"{rec_len} bytes)"), info, problems)
                     return
                 buf, pos = win.buf, win.pos
             sec, frac, incl, orig = unpack(buf, pos)
@@ -212,12 +251,18 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
                       f"record length {incl} is larger than the snaplen ({snaplen}) and "
                       f"the {limit}-byte limit", info, problems)
                 return
+            if not incl and not orig:
+                # a packet of no bytes cannot have been captured: the rest is padding or
+                # garbage (a stream of zeros would otherwise read as billions of records)
+                _stop(path, win.offset, "record of length 0 (the rest of the file is not "
+                      "packets)", info, problems)
+                return
             end = pos + rec_len + incl
             if end > len(buf):
                 if not win.fill(rec_len + incl):
-                    _stop(path, win.offset,
+                    _stop(path, win.offset, win.why(
                           f"last record is truncated ({len(win.buf) - win.pos - rec_len} of "
-                          f"{incl} bytes)", info, problems)
+                          f"{incl} bytes)"), info, problems)
                     return
                 buf, pos = win.buf, win.pos
                 end = pos + rec_len + incl
@@ -229,6 +274,14 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     finally:
         info.records = records
         info.bytes_read = win.offset
+
+
+def _clamp_ts(ts: int, info: FileInfo, offset: int) -> int:
+    """A timestamp that int64 nanoseconds cannot hold: count it and clamp it."""
+    info.bad_ts += 1
+    if info.bad_ts_offset is None:
+        info.bad_ts_offset = offset
+    return 0 if ts < 0 else MAX_TS
 
 
 def _tsresol_factor(code: int) -> tuple[int, int]:
@@ -279,7 +332,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
         while True:
             if not win.fill(12):
                 if len(win.buf) - win.pos:
-                    _stop(path, win.offset, "last block header is truncated", info, problems)
+                    _stop(path, win.offset, win.why("last block header is truncated"), info,
+                          problems)
                 return
             buf, pos = win.buf, win.pos
             btype_raw = buf[pos:pos + 4]
@@ -304,8 +358,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                       info, problems)
                 return
             if not win.fill(blen):
-                _stop(path, win.offset, f"block of type {btype:#x} is truncated (needs {blen} "
-                      f"bytes, {len(win.buf) - win.pos} left)", info, problems)
+                _stop(path, win.offset, win.why(f"block of type {btype:#x} is truncated (needs "
+                      f"{blen} bytes, {len(win.buf) - win.pos} left)"), info, problems)
                 return
             buf, pos = win.buf, win.pos
             (trailer,) = struct.unpack_from(endian + "I", buf, pos + blen - 4)
@@ -328,6 +382,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                     return
                 iface = ifaces[ifid]
                 ts = ((hi << 32) | lo) * iface.mult // iface.div + iface.offset_ns
+                if not 0 <= ts <= MAX_TS:
+                    ts = _clamp_ts(ts, info, win.offset - blen)
                 records += 1
                 info.records = records
                 last_ts = ts
@@ -355,6 +411,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                     return
                 iface = ifaces[ifid]
                 ts = ((hi << 32) | lo) * iface.mult // iface.div + iface.offset_ns
+                if not 0 <= ts <= MAX_TS:
+                    ts = _clamp_ts(ts, info, win.offset - blen)
                 records += 1
                 info.records = records
                 last_ts = ts

@@ -309,7 +309,7 @@ class ConnectionTable:
         dist = ((seq - stream.next_seq + 0x80000000) & 0xFFFFFFFF) - 0x80000000
         return -(1 << 24) <= dist <= (1 << 24)
 
-    def _close_streams(self, conn: Connection, ts: int) -> None:
+    def _close_streams(self, conn: Connection, ts: int, linger: bool = True) -> None:
         """Flush reassembly, close the consumer and release buffers; the record lingers."""
         if conn.done:
             return
@@ -321,16 +321,22 @@ class ConnectionTable:
         if sink is not None:
             sink.close(ts)
         conn.done = True
-        self.closing.append(conn)
+        if linger:
+            self.closing.append(conn)
 
     def _finish(self, conn: Connection) -> None:
-        self._close_streams(conn, conn.last_ts)
+        self._close_streams(conn, conn.last_ts, linger=False)
         key = (conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
         for k in (key, (key[2], key[3], key[0], key[1])):
             if self.table.get(k) is conn:
                 del self.table[k]
         self.open.pop(conn.conn_id, None)
         self.on_finished(conn)
+        # One emitted before its linger ended (evicted, port reuse) may still be queued in
+        # `closing`; drop those once they outnumber the open connections, so that memory
+        # follows the open connections (max_connections) under a flood of short ones.
+        if len(self.closing) > 2 * len(self.open) + 1024:
+            self.closing = deque(c for c in self.closing if c.conn_id in self.open)
 
     def _evict_oldest(self) -> None:
         _, conn = next(iter(self.open.items()))
@@ -342,9 +348,8 @@ class ConnectionTable:
         """Emit closed connections that have lingered long enough (memory follows open ones)."""
         self._since_sweep = 0
         limit = self.now - self.linger_ns
-        closing = self.closing
-        while closing and closing[0].last_ts < limit:
-            conn = closing.popleft()
+        while self.closing and self.closing[0].last_ts < limit:   # _finish may compact it
+            conn = self.closing.popleft()
             if conn.conn_id in self.open:
                 self._finish(conn)
 

@@ -12,6 +12,7 @@ first byte, so connections longer than 4 GiB and ISNs near 2^32 work.
 
 from __future__ import annotations
 
+from heapq import heappop, heappush
 from typing import Protocol
 
 
@@ -22,6 +23,9 @@ class StreamSink(Protocol):
 
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
+#: Out-of-order pieces held per direction before giving up on the hole (tiny segments
+#: would otherwise hold millions of entries under the byte limit).
+MAX_PIECES = 65536
 
 
 class HalfStream:
@@ -29,12 +33,13 @@ class HalfStream:
 
     __slots__ = ("next_seq", "offset", "pending", "pending_bytes", "missed", "retrans",
                  "overlaps", "conflicts", "max_pending", "from_client", "fin_seq",
-                 "fin_acked")
+                 "fin_acked", "starts")
 
     def __init__(self, from_client: bool, max_pending: int) -> None:
         self.next_seq: int | None = None    # absolute sequence number of the next expected byte
         self.offset = 0                     # stream offset of next_seq (bytes delivered or missed)
         self.pending: dict[int, bytes] = {}  # stream offset -> out-of-order bytes
+        self.starts: list[int] = []         # heap of the keys of `pending` (stale ones skipped)
         self.pending_bytes = 0
         self.missed = 0
         self.retrans = 0
@@ -83,7 +88,7 @@ class HalfStream:
             # bytes the capture cut off: remembered as an explicit hole marker
             self._hold_missing(off + len(payload), missing)
         self._drain(ts, sink)
-        if self.pending_bytes > self.max_pending:
+        if self.pending_bytes > self.max_pending or len(self.pending) > MAX_PIECES:
             self.skip_to_pending(ts, sink)
 
     def _deliver(self, payload: bytes, missing: int, ts: int, sink: StreamSink | None) -> None:
@@ -102,7 +107,7 @@ class HalfStream:
     def _hold(self, off: int, payload: bytes) -> None:
         pending = self.pending
         old = pending.get(off)
-        if old is not None:
+        while old is not None:      # a loop, not recursion: a long run of held pieces is fine
             self.overlaps += 1
             self.retrans += 1
             common = min(len(old), len(payload))
@@ -112,15 +117,25 @@ class HalfStream:
                 return
             payload = payload[len(old):]
             off += len(old)
-            if off in pending:
-                self._hold(off, payload)
-                return
+            old = pending.get(off)
+        heappush(self.starts, off)
         pending[off] = payload
         self.pending_bytes += len(payload)
 
     def _hold_missing(self, off: int, n: int) -> None:
         if off not in self.pending:
             self.pending[off] = _Missing(n)  # type: ignore[assignment]
+            heappush(self.starts, off)
+
+    def _first(self) -> int | None:
+        """The lowest offset held (O(log n): a scan of `pending` per segment is quadratic)."""
+        starts, pending = self.starts, self.pending
+        while starts:
+            o = starts[0]
+            if o in pending:
+                return o
+            heappop(starts)
+        return None
 
     def _drain(self, ts: int, sink: StreamSink | None) -> None:
         """Deliver held segments that have become contiguous."""
@@ -130,11 +145,8 @@ class HalfStream:
             piece = pending.pop(off, None)
             if piece is None:
                 # an earlier-starting piece may overlap the current offset
-                best = None
-                for o in pending:
-                    if o < off and (best is None or o < best):
-                        best = o
-                if best is None:
+                best = self._first()
+                if best is None or best >= off:
                     return
                 piece = pending.pop(best)
                 self._unhold(piece)
@@ -169,7 +181,7 @@ class HalfStream:
             if rel <= 0:
                 return
         upto = self.offset + rel
-        first = min(self.pending) if self.pending else None
+        first = self._first()
         if first is not None and first < upto:
             upto = first
         if upto > self.offset:
@@ -179,7 +191,8 @@ class HalfStream:
     def skip_to_pending(self, ts: int, sink: StreamSink | None) -> None:
         """Give up waiting: declare a gap up to the first held segment and go on from there."""
         while self.pending:
-            first = min(self.pending)
+            first = self._first()
+            assert first is not None
             if first > self.offset:
                 self._deliver(b"", first - self.offset, ts, sink)
             self._drain(ts, sink)
@@ -188,6 +201,7 @@ class HalfStream:
         """End of the connection: deliver everything held, with gaps for holes."""
         self.skip_to_pending(ts, sink)
         self.pending_bytes = 0
+        self.starts = []
 
 
 class _Missing:
