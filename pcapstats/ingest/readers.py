@@ -320,6 +320,14 @@ def _parse_idb_options(iface: _Interface, body: bytes, endian: str) -> None:
         pos += (length + 3) & ~3
 
 
+def _iface_ts(iface: _Interface, hi: int, lo: int, info: FileInfo, offset: int) -> int:
+    """A pcapng timestamp in nanoseconds, by the interface's resolution and offset."""
+    ts = ((hi << 32) | lo) * iface.mult // iface.div + iface.offset_ns
+    if not 0 <= ts <= MAX_TS:
+        ts = _clamp_ts(ts, info, offset)
+    return ts
+
+
 def _read_pcapng(path: str, win: _Window, info: FileInfo,
                  problems: list[ReadProblem]) -> Iterator[Record]:
     info.format = "pcapng"
@@ -381,9 +389,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                           info, problems)
                     return
                 iface = ifaces[ifid]
-                ts = ((hi << 32) | lo) * iface.mult // iface.div + iface.offset_ns
-                if not 0 <= ts <= MAX_TS:
-                    ts = _clamp_ts(ts, info, win.offset - blen)
+                ts = _iface_ts(iface, hi, lo, info, win.offset - blen)
                 records += 1
                 info.records = records
                 last_ts = ts
@@ -410,9 +416,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                           info, problems)
                     return
                 iface = ifaces[ifid]
-                ts = ((hi << 32) | lo) * iface.mult // iface.div + iface.offset_ns
-                if not 0 <= ts <= MAX_TS:
-                    ts = _clamp_ts(ts, info, win.offset - blen)
+                ts = _iface_ts(iface, hi, lo, info, win.offset - blen)
                 records += 1
                 info.records = records
                 last_ts = ts

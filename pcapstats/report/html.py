@@ -17,6 +17,7 @@ from typing import Any
 
 from ..redact import describe
 from . import svg
+from .fmt import num, pct
 from .svg import esc
 
 MAX_CONNECTION_ROWS = 200
@@ -55,16 +56,8 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri '
 
 # ----------------------------------------------------------------- formatting
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _num(v: Any, digits: int = 2) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return f"{v:,}"
+_pct = pct
+_num = num
 
 
 def _ratio(r: dict[str, Any] | None) -> str:

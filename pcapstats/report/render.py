@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .fmt import num, pct
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -29,16 +31,8 @@ def _esc(text: Any, limit: int = 200) -> str:
     return escape(safe(text, limit))
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _num(v: Any, digits: int = 2) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return f"{v:,}"
+_pct = pct
+_num = num
 
 
 def _ratio(r: dict[str, Any]) -> str:
