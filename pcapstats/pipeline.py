@@ -7,6 +7,7 @@ buffers are released, so memory follows open connections.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Callable
@@ -207,7 +208,6 @@ def run(paths: list[str], opts: Options) -> RunResult:
 
 
 def _size(path: str) -> int:
-    import os
     try:
         return os.path.getsize(path) if path != "-" else 0
     except OSError:

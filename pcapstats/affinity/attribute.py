@@ -205,10 +205,6 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
     if kind == "tls":
         notes.append("--session-key tls groups TLS connections; HTTP requests inside TLS "
                      "are not visible")
-    headers_by_idx: dict[int, HttpExchange] = {}
-    if kind == "header":
-        for i, e in enumerate(exchanges):
-            headers_by_idx[i] = e
     for r in sess_reqs:
         r["client_addr"] = (_first_hop(r["xff"]) if r["side"] == "backend" and r["xff"]
                             else r["client_ip"])
@@ -227,8 +223,8 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
         elif kind == "xff":
             sess = _xff_client(r["xff"], r["client_ip"])
         elif kind == "header":
-            e = headers_by_idx.get(r["idx"])
-            sess = e.headers.get(arg.lower()) if e is not None else None  # type: ignore[union-attr]
+            # request rows are built from the exchanges in order: idx is the exchange's index
+            sess = exchanges[r["idx"]].headers.get(arg.lower())  # type: ignore[union-attr]
         else:
             sess = None
         r["session"] = sess

@@ -317,27 +317,36 @@ def _merge(intervals: Iterable[tuple[float, float]], min_gap: float) -> list[tup
     return out
 
 
+def _timeline_frame(title: str, subtitle: str, items: list[tuple[str, str]], n: int,
+                    row_h: float, span: float, left: float, right: float,
+                    y_label: str) -> tuple[Figure, float, Any]:
+    """The frame both timelines share: title, legend, time axes above and below, y label.
+    Returns the figure, the y of the first row and the time-to-x scale."""
+    fig = Figure(1100, 100, title, subtitle)
+    fig.text(10, 40, esc(subtitle, 300), size=12, fill="#444")
+    top = fig.legend(items, 10, 50) + 34
+    bottom = top + body_height(n, row_h, y_label)
+    fig.height = int(bottom + 62)
+    divisor, unit = time_unit(span)
+    fig.x_axis(left, right, top - 4, 0.0, span, "", grid_to=bottom, divisor=divisor,
+               labels_above=True, show_label=False)
+    fig.x_axis(left, right, bottom + 4, 0.0, span,
+               f"time since the start of the capture ({unit})", divisor=divisor)
+    fig.y_label(14, top, bottom, y_label)
+    return fig, top, _scale(0.0, span, left, right)
+
+
 def connection_timeline(lanes: Sequence[ConnLane], span: float, subtitle: str) -> str:
     """A row per connection: lifetime, requests in flight, request marks, who closed."""
     n = max(1, len(lanes))
     row_h = max(7.0, min(16.0, 900.0 / n))
     left, right = 64.0, 1080.0
-    fig = Figure(1100, 100, "Connection timeline", subtitle)
-    fig.text(10, 40, esc(subtitle, 300), size=12, fill="#444")
     items = [(swatch(IDLE_COLOUR, "line"), "connection open, idle"),
              (swatch(BUSY_COLOUR), "request in flight (request to end of response)"),
              (swatch(MARK_COLOUR, "tick"), "request sent")]
     items += [(swatch(c, shape), esc(text)) for c, shape, text in CLOSE_STYLE.values()]
-    top = fig.legend(items, 10, 50) + 34
-    bottom = top + body_height(n, row_h, "connection (by start time)")
-    fig.height = int(bottom + 62)
-    divisor, unit = time_unit(span)
-    sx = _scale(0.0, span, left, right)
-    fig.x_axis(left, right, top - 4, 0.0, span, "", grid_to=bottom, divisor=divisor,
-               labels_above=True, show_label=False)
-    fig.x_axis(left, right, bottom + 4, 0.0, span,
-               f"time since the start of the capture ({unit})", divisor=divisor)
-    fig.y_label(14, top, bottom, "connection (by start time)")
+    fig, top, sx = _timeline_frame("Connection timeline", subtitle, items, n, row_h, span,
+                                   left, right, "connection (by start time)")
     r = max(2.5, min(4.5, row_h * 0.4))
     for i, ln in enumerate(lanes):
         y = top + i * row_h + row_h / 2
@@ -372,20 +381,10 @@ def session_timeline(lanes: Sequence[SessionLane], span: float, subtitle: str,
     n = max(1, len(lanes))
     row_h = max(12.0, min(20.0, 700.0 / n))
     left, right = 190.0, 1080.0
-    fig = Figure(1100, 100, "Session-to-backend timeline", subtitle)
-    fig.text(10, 40, esc(subtitle, 300), size=12, fill="#444")
     items = [(swatch(c), esc(name, 40)) for name, c in legend]
     items.append((marker("break", 6, 6, BREAK_COLOUR, 4), "persistence break"))
-    top = fig.legend(items, 10, 50) + 34
-    bottom = top + body_height(n, row_h, "session")
-    fig.height = int(bottom + 62)
-    divisor, unit = time_unit(span)
-    sx = _scale(0.0, span, left, right)
-    fig.x_axis(left, right, top - 4, 0.0, span, "", grid_to=bottom, divisor=divisor,
-               labels_above=True, show_label=False)
-    fig.x_axis(left, right, bottom + 4, 0.0, span,
-               f"time since the start of the capture ({unit})", divisor=divisor)
-    fig.y_label(14, top, bottom, "session")
+    fig, top, sx = _timeline_frame("Session-to-backend timeline", subtitle, items, n, row_h,
+                                   span, left, right, "session")
     for i, ln in enumerate(lanes):
         y = top + i * row_h + row_h / 2
         if i % 2:

@@ -38,7 +38,7 @@ class Connection:
         "hs_ack", "handshake_complete", "syn_ts", "handshake_rtt_ns", "isn_client",
         "isn_server", "fin_client", "fin_server", "rst_client", "rst_server", "closed_by",
         "close_ts", "teardown_acks", "cstream", "sstream", "consumer", "zeek", "oriented",
-        "done", "options", "ip_version", "payload_seen", "evicted", "hs_step",
+        "done", "options", "ip_version", "evicted", "hs_step",
     )
 
     def __init__(self, conn_id: int, cip: bytes, cport: int, sip: bytes, sport: int,
@@ -68,8 +68,12 @@ class Connection:
         self.done = False          # streams flushed and consumer closed
         self.options: dict[str, int] | None = None
         self.ip_version = 6 if len(cip) == 16 else 4
-        self.payload_seen = False
         self.evicted = False
+
+    @property
+    def payload_seen(self) -> bool:
+        """Payload was seen: the stream consumer is made on the first payload byte."""
+        return self.consumer is not None
 
     @property
     def close(self) -> str:
@@ -113,7 +117,7 @@ class Connection:
 class ConnectionTable:
     """Tracks open connections; emits each one once it is finished."""
 
-    def __init__(self, consumer_factory: Callable[[Connection], StreamConsumer | None],
+    def __init__(self, consumer_factory: Callable[[Connection], StreamConsumer],
                  on_finished: Callable[[Connection], None], *,
                  max_pending: int = 4 << 20, linger_ns: int = 60_000_000_000,
                  max_connections: int = 1_000_000) -> None:
@@ -187,8 +191,7 @@ class ConnectionTable:
                     conn.oriented = True
                 elif conn.packets > 16:
                     conn.oriented = True
-            if not conn.payload_seen:
-                conn.payload_seen = True
+            if sink is None:        # the first payload: the consumer starts here
                 sink = conn.consumer = self.factory(conn)
             retrans, missed = mine.retrans, mine.missed
             mine.segment(seq + 1 if flags & SYN else seq, payload, missing, ts, sink)
@@ -200,8 +203,6 @@ class ConnectionTable:
         # from a RST, nor before the handshake got its SYN/ACK (challenge ACKs lie).
         if flags & ACK and peer.next_seq is not None and not flags & RST \
                 and (conn.synack or not conn.syn):
-            if sink is None and peer.pending:
-                sink = conn.consumer = self.factory(conn)
             peer.acked(ack, ts, sink)
         if flags & (FIN | RST):
             self._fin_rst(conn, from_client, flags, seq, plen, ts)
@@ -314,8 +315,6 @@ class ConnectionTable:
         if conn.done:
             return
         sink = conn.consumer
-        if sink is None and (conn.cstream.pending or conn.sstream.pending):
-            sink = conn.consumer = self.factory(conn)
         conn.cstream.flush(ts, sink)
         conn.sstream.flush(ts, sink)
         if sink is not None:

@@ -284,12 +284,9 @@ class TcpdumpStats:
 BIG_BODY_BYTES = 6000
 
 
-def nginx_config(name: str, ep: Endpoint, root: Path, app_cookie: str) -> str:
-    """nginx serving: `/` and anything else (text naming the backend), `/app/` (also sets the
-    app cookie when the request has none; value = $request_id), `/big` (a 6 kB static file whose
-    first line names the backend). Every response has `X-Backend: <name>`."""
-    body = f"backend={name} conn=$connection reqs=$connection_requests uri=$request_uri\\n"
-    p = root
+def nginx_prologue(p: Path) -> str:
+    """The start of every lab nginx config: run as root (its temp dir is root-only), pid,
+    logs and temp paths in the lab's folder, and the opening of the http block."""
     return textwrap.dedent(f"""\
         user root;
         worker_processes 1;
@@ -302,6 +299,16 @@ def nginx_config(name: str, ep: Endpoint, root: Path, app_cookie: str) -> str:
           fastcgi_temp_path {p}/tmp/fastcgi;
           uwsgi_temp_path {p}/tmp/uwsgi;
           scgi_temp_path {p}/tmp/scgi;
+        """)
+
+
+def nginx_config(name: str, ep: Endpoint, root: Path, app_cookie: str) -> str:
+    """nginx serving: `/` and anything else (text naming the backend), `/app/` (also sets the
+    app cookie when the request has none; value = $request_id), `/big` (a 6 kB static file whose
+    first line names the backend). Every response has `X-Backend: <name>`."""
+    body = f"backend={name} conn=$connection reqs=$connection_requests uri=$request_uri\\n"
+    p = root
+    return nginx_prologue(p) + textwrap.dedent(f"""\
           log_format lab 'ra=$remote_addr:$remote_port conn=$connection cr=$connection_requests '
                          'st=$status rid=$request_id ck="$http_cookie" xff="$http_x_forwarded_for" '
                          'r="$request"';

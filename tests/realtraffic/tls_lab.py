@@ -44,7 +44,7 @@ from pathlib import Path
 
 from .lab import (
     Endpoint, Lab, LabError, LabSpec, ManagedProcess, TcpdumpStats, check_free, find_binary, is_listening,
-    wait_until,
+    nginx_prologue, wait_until,
 )
 
 REQUIRED_BINARIES = ("nginx", "haproxy", "tcpdump", "tshark", "curl", "openssl")
@@ -118,18 +118,7 @@ def nginx_tls_config(server: TlsServer, root: Path, cert: Path, key: Path, ticke
     p, ep, name = root, server.ep, server.name
     ticket_line = f"ssl_session_ticket_key {ticket_key};" if ticket_key is not None else ""
     curve_line = f"ssl_ecdh_curve {server.curve};" if server.curve else ""
-    return textwrap.dedent(f"""\
-        user root;
-        worker_processes 1;
-        pid {p}/nginx.pid;
-        error_log {p}/logs/error.log warn;
-        events {{ worker_connections 512; }}
-        http {{
-          client_body_temp_path {p}/tmp/body;
-          proxy_temp_path {p}/tmp/proxy;
-          fastcgi_temp_path {p}/tmp/fastcgi;
-          uwsgi_temp_path {p}/tmp/uwsgi;
-          scgi_temp_path {p}/tmp/scgi;
+    return nginx_prologue(p) + textwrap.dedent(f"""\
           log_format tls 'ra=$remote_addr:$remote_port proto=$ssl_protocol sni="$ssl_server_name" '
                          'reused=$ssl_session_reused r="$request"';
           access_log {p}/logs/access.log tls;
