@@ -51,6 +51,15 @@ class RunResult:
     decode: dict = field(default_factory=dict)
     evicted: int = 0
     linktypes: dict[int, int] = field(default_factory=dict)
+    udp: dict[tuple, int] = field(default_factory=dict, repr=False)  # flow -> packets
+
+    def count_udp_flows(self) -> None:
+        by_port: dict[int, int] = {}
+        for (a, b) in self.udp:
+            port = min(a[1], b[1])
+            by_port[port] = by_port.get(port, 0) + 1
+        self.udp_flows = len(self.udp)
+        self.udp_flows_by_port = by_port
 
 
 def _ip(raw: bytes) -> str:
@@ -124,87 +133,109 @@ class AppStream:
 
 
 def run(paths: list[str], opts: Options) -> RunResult:
-    files: list[FileInfo] = []
-    problems: list[ReadProblem] = []
-    conns: list[dict] = []
-    exchanges: list[HttpExchange] = []
-    res = RunResult(files, problems, conns, exchanges)
-
-    use_http, use_tls = opts.http, opts.tls
-
-    def factory(conn: Connection) -> AppStream:
-        return AppStream(conn.conn_id, use_http, use_tls)
-
-    def finished(conn: Connection) -> None:
-        conns.append(_conn_row(conn, exchanges))
-
-    table = ConnectionTable(factory, finished, max_pending=opts.max_buffer,
-                            linger_ns=int(opts.linger_s * 1e9),
-                            max_connections=opts.max_connections)
-    decoder = Decoder()
-    decode = decoder.decode
-    packet = table.packet
-    udp: dict[tuple, int] = {}
-    linktypes: dict[int, int] = {}
-    npk = tcp = nudp = wire = cap = 0
-    first = last = None
-    progress = opts.progress
-    records = read_captures(paths, files, problems)
+    """Analyse ``paths`` in this process, record by record."""
+    res = RunResult([], [], [], [])
+    ctx = RunContext(res, opts)
+    records = read_captures(paths, res.files, res.problems)
     total = sum(_size(p) for p in paths)
     try:
-        for ts, lt, data, orig in records:
-            npk += 1
-            wire += orig
-            cap += len(data)
-            if first is None:
-                first = last = ts
-            elif ts > last:     # type: ignore[operator]
-                last = ts
-            elif ts < first:
-                first = ts
-            linktypes[lt] = linktypes.get(lt, 0) + 1
-            r = decode(lt, data, orig, ts)
-            if r is None:
-                continue
-            if r[0] == 6:
-                tcp += 1
-                packet(ts, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
-            else:
-                nudp += 1
-                a, b = (r[1], r[3]), (r[2], r[4])
-                k = (a, b) if a <= b else (b, a)
-                udp[k] = udp.get(k, 0) + 1
-            if progress is not None and not npk & 0x3FFF:
-                progress(sum(f.bytes_read for f in files), total)
+        ctx.consume(records, 0, opts.progress, total)
     finally:
-        table.finish()
-        decoder.finish()
-    conns.sort(key=lambda c: c["conn_id"])
-    exchanges.sort(key=lambda e: (e.conn_id, e.depth))
-    res.packets, res.tcp_packets, res.udp_packets = npk, tcp, nudp
-    res.wire_bytes, res.captured_bytes = wire, cap
-    res.first_ts, res.last_ts = first, last
-    res.udp_flows = len(udp)
-    by_port: dict[int, int] = {}
-    for (a, b) in udp:
-        port = min(a[1], b[1])
-        by_port[port] = by_port.get(port, 0) + 1
-    res.udp_flows_by_port = by_port
-    st = decoder.stats
-    df = decoder.defrag
-    res.decode = {
-        "non_ip": st.non_ip, "other_ip": st.other_ip, "malformed": st.malformed,
-        "unknown_linktypes": dict(st.unknown_linktype), "ip_fragments": st.fragments,
-        "fragments_reassembled": df.reassembled, "fragment_sets_incomplete": df.incomplete,
-        "fragment_overlaps": df.overlaps, "fragment_conflicts": df.conflicts,
-        "ipv4_packets": st.ip_versions.get(4, 0),
-        "ipv6_packets": st.ip_versions.get(6, 0),
-    }
-    res.evicted = table.evicted
-    res.linktypes = linktypes
-    if progress is not None:
-        progress(total, total)
+        ctx.finish()
+    if opts.progress is not None:
+        opts.progress(total, total)
     return res
+
+
+class RunContext:
+    """The state of one run: the connection table, the decoder and the counters.
+
+    ``consume`` is the per-packet loop; a parallel part (``parallel.py``) calls it
+    for its own records, then ``follow`` for the records after them."""
+
+    def __init__(self, res: RunResult, opts: Options) -> None:
+        self.res = res
+        use_http, use_tls = opts.http, opts.tls
+        conns, exchanges = res.connections, res.exchanges
+
+        def factory(conn: Connection) -> AppStream:
+            return AppStream(conn.conn_id, use_http, use_tls)
+
+        def finished(conn: Connection) -> None:
+            conns.append(_conn_row(conn, exchanges))
+            if self.positions is not None:
+                self.positions[conn.conn_id] = (conn.first_pos, conn.last_pos)
+
+        self.positions: dict[int, tuple[int, int]] | None = None
+        self.table = ConnectionTable(factory, finished, max_pending=opts.max_buffer,
+                                     linger_ns=int(opts.linger_s * 1e9),
+                                     max_connections=opts.max_connections)
+        self.decoder = Decoder()
+
+    def consume(self, records, base: int, progress, total: int) -> None:
+        """Process ``records``; record ``i`` of them is at position ``base + i``."""
+        res = self.res
+        files = res.files
+        table = self.table
+        decode = self.decoder.decode
+        packet = table.packet
+        udp = res.udp
+        linktypes = res.linktypes
+        npk, tcp, nudp = res.packets, res.tcp_packets, res.udp_packets
+        wire, cap = res.wire_bytes, res.captured_bytes
+        first, last = res.first_ts, res.last_ts
+        pos = base - 1
+        try:
+            for ts, lt, data, orig in records:
+                npk += 1
+                pos += 1
+                wire += orig
+                cap += len(data)
+                if first is None:
+                    first = last = ts
+                elif ts > last:     # type: ignore[operator]
+                    last = ts
+                elif ts < first:
+                    first = ts
+                linktypes[lt] = linktypes.get(lt, 0) + 1
+                r = decode(lt, data, orig, ts)
+                if r is None:
+                    continue
+                if r[0] == 6:
+                    tcp += 1
+                    table.pos = pos
+                    packet(ts, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+                else:
+                    nudp += 1
+                    a, b = (r[1], r[3]), (r[2], r[4])
+                    k = (a, b) if a <= b else (b, a)
+                    udp[k] = udp.get(k, 0) + 1
+                if progress is not None and not npk & 0x3FFF:
+                    progress(sum(f.bytes_read for f in files), total)
+        finally:
+            res.packets, res.tcp_packets, res.udp_packets = npk, tcp, nudp
+            res.wire_bytes, res.captured_bytes = wire, cap
+            res.first_ts, res.last_ts = first, last
+
+    def finish(self) -> None:
+        """End of input: emit every connection and fill in the result's totals."""
+        res = self.res
+        self.table.finish()
+        self.decoder.finish()
+        res.connections.sort(key=lambda c: c["conn_id"])
+        res.exchanges.sort(key=lambda e: (e.conn_id, e.depth))
+        res.count_udp_flows()
+        st = self.decoder.stats
+        df = self.decoder.defrag
+        res.decode = {
+            "non_ip": st.non_ip, "other_ip": st.other_ip, "malformed": st.malformed,
+            "unknown_linktypes": dict(st.unknown_linktype), "ip_fragments": st.fragments,
+            "fragments_reassembled": df.reassembled, "fragment_sets_incomplete": df.incomplete,
+            "fragment_overlaps": df.overlaps, "fragment_conflicts": df.conflicts,
+            "ipv4_packets": st.ip_versions.get(4, 0),
+            "ipv6_packets": st.ip_versions.get(6, 0),
+        }
+        res.evicted = self.table.evicted
 
 
 def _size(path: str) -> int:

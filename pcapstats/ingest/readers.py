@@ -74,6 +74,8 @@ class FileInfo:
     stopped_at: int | None = None     # byte offset of a fault that ended reading
     bad_ts: int = 0                   # records whose timestamp was out of range (clamped)
     bad_ts_offset: int | None = None  # offset of the first of them
+    part: bool = False                # read as one part of a split file (see ingest/split.py)
+    unsplittable: str | None = None   # why reading this file in parts may differ from whole
 
 
 class _Window:
@@ -132,6 +134,11 @@ class _Window:
     def offset(self) -> int:
         return self.base + self.pos
 
+    def seek(self, offset: int, f: BinaryIO) -> None:
+        """Continue reading at ``offset`` of an uncompressed file."""
+        f.seek(offset)
+        self.buf, self.pos, self.base, self.eof = b"", 0, offset, False
+
 
 def _open_stream(path: str) -> tuple[BinaryIO, bytes, bool, int | None]:
     """Open ``path`` (or stdin for "-"), undo gzip; return stream, first bytes, compressed, size."""
@@ -172,12 +179,23 @@ class _Prepend:
         self.f.close()
 
 
-def read_capture(path: str, info: FileInfo, problems: list[ReadProblem]) -> Iterator[Record]:
-    """Yield the records of one capture file; see the module docstring."""
+def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
+                 start: int | None = None, stop: int | None = None) -> Iterator[Record]:
+    """Yield the records of one capture file; see the module docstring.
+
+    ``start``/``stop`` read one part of an uncompressed file: the records from the
+    record boundary ``start`` (after the file's header) to the boundary ``stop``.
+    A part never raises for a fault: it records it, and marks ``info.unsplittable``
+    when reading in parts cannot equal reading the whole file.
+    """
     stream, head, compressed, size = _open_stream(path)
     info.compressed = compressed
     info.size = size
+    info.part = start is not None or stop is not None
+    if info.part and compressed:
+        raise ValueError("a compressed file cannot be read in parts")
     win = _Window(stream, head, compressed)
+    bounds = (start, (1 << 62) if stop is None else stop, stream)
     try:
         try:
             if not win.fill(4):
@@ -188,9 +206,9 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem]) -> Iter
                 raise CaptureFormatError(path, 0, "too short to be a capture")
             magic = win.buf[win.pos:win.pos + 4]
             if magic in _PCAP_MAGICS:
-                yield from _read_pcap(path, win, magic, info, problems)
+                yield from _read_pcap(path, win, magic, info, problems, bounds)
             elif magic == _PCAPNG_SHB:
-                yield from _read_pcapng(path, win, info, problems)
+                yield from _read_pcapng(path, win, info, problems, bounds)
             else:
                 raise CaptureFormatError(
                     path, 0, f"not a pcap or pcapng capture (starts with {magic.hex()})")
@@ -203,24 +221,31 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem]) -> Iter
             _stop(path, win.offset, f"compressed data is broken: {what}", info, problems)
     finally:
         info.bytes_read = win.offset
-        if info.bad_ts:
-            problems.append(ReadProblem(
-                path, info.bad_ts_offset or 0,
-                f"{info.bad_ts} records have a timestamp outside 1970-2262 (clamped)"))
+        if stop is not None and info.stopped_at is not None:
+            # a fault ends the whole file when it is read at once: the parts after
+            # this one would read what the whole-file reading never reaches
+            info.unsplittable = f"a fault at byte {info.stopped_at}"
+        if info.bad_ts and not info.part:    # parts: the merge reports the whole file's
+            problems.append(bad_ts_problem(info))
         if path != "-":
             stream.close()
 
 
+def bad_ts_problem(info: FileInfo) -> ReadProblem:
+    return ReadProblem(info.path, info.bad_ts_offset or 0,
+                       f"{info.bad_ts} records have a timestamp outside 1970-2262 (clamped)")
+
+
 def _stop(path: str, offset: int, problem: str, info: FileInfo,
           problems: list[ReadProblem]) -> None:
-    if info.records == 0:
+    if not info.part and info.records == 0:
         raise CaptureFormatError(path, offset, problem)
     info.stopped_at = offset
     problems.append(ReadProblem(path, offset, problem))
 
 
 def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
-               problems: list[ReadProblem]) -> Iterator[Record]:
+               problems: list[ReadProblem], bounds: tuple) -> Iterator[Record]:
     endian, ts_mult, rec_len = _PCAP_MAGICS[magic]
     info.format = "pcap-nsec" if ts_mult == 1 else "pcap"
     if not win.fill(24):
@@ -230,6 +255,9 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     linktype = network & 0x03FFFFFF           # upper bits carry FCS length flags
     info.linktypes = {linktype}
     win.pos += 24
+    start, stop, stream = bounds
+    if start is not None and start > win.offset:
+        win.seek(start, stream)
     limit = max(MAX_RECORD, snaplen if snaplen < (1 << 24) else 0)
     hdr = struct.Struct(endian + "IIII")
     unpack = hdr.unpack_from
@@ -237,6 +265,10 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     try:
         while True:
             buf, pos = win.buf, win.pos
+            if win.base + pos >= stop:
+                if win.base + pos > stop:
+                    info.unsplittable = f"no record starts at byte {stop}"
+                return
             if len(buf) - pos < rec_len:
                 if not win.fill(rec_len):
                     if len(win.buf) - win.pos:
@@ -329,8 +361,10 @@ def _iface_ts(iface: _Interface, hi: int, lo: int, info: FileInfo, offset: int) 
 
 
 def _read_pcapng(path: str, win: _Window, info: FileInfo,
-                 problems: list[ReadProblem]) -> Iterator[Record]:
+                 problems: list[ReadProblem], bounds: tuple) -> Iterator[Record]:
     info.format = "pcapng"
+    start, stop, stream = bounds
+    packets_begun = False   # a packet block was met: later interface blocks break parts
     info.linktypes = set()
     endian = "<"
     ifaces: list[_Interface] = []
@@ -344,6 +378,10 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                           problems)
                 return
             buf, pos = win.buf, win.pos
+            if win.base + pos >= stop:
+                if win.base + pos > stop:
+                    info.unsplittable = f"no block starts at byte {stop}"
+                return
             btype_raw = buf[pos:pos + 4]
             if btype_raw == _PCAPNG_SHB:
                 bom = buf[pos + 8:pos + 12]
@@ -375,6 +413,17 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 _stop(path, win.offset, f"block of type {btype:#x} has mismatched lengths "
                       f"({blen} and {trailer})", info, problems)
                 return
+            if info.part:
+                if btype in (1, 0x0A0D0D0A) and packets_begun:
+                    info.unsplittable = "interfaces are described after the first packet"
+                elif btype in (2, 3, 6):
+                    if btype == 3:
+                        info.unsplittable = "simple packet blocks take the previous timestamp"
+                    if not packets_begun:
+                        packets_begun = True
+                        if start is not None and start > win.offset:
+                            win.seek(start, stream)
+                            continue
             win.pos = pos + blen
             if btype == 6:      # Enhanced Packet Block
                 if blen < 32:

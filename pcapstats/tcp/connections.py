@@ -38,7 +38,7 @@ class Connection:
         "hs_ack", "handshake_complete", "syn_ts", "handshake_rtt_ns", "isn_client",
         "isn_server", "fin_client", "fin_server", "rst_client", "rst_server", "closed_by",
         "close_ts", "teardown_acks", "cstream", "sstream", "consumer", "zeek", "oriented",
-        "done", "options", "ip_version", "evicted", "hs_step",
+        "done", "options", "ip_version", "evicted", "hs_step", "first_pos", "last_pos",
     )
 
     def __init__(self, conn_id: int, cip: bytes, cport: int, sip: bytes, sport: int,
@@ -69,6 +69,7 @@ class Connection:
         self.options: dict[str, int] | None = None
         self.ip_version = 6 if len(cip) == 16 else 4
         self.evicted = False
+        self.first_pos = self.last_pos = 0   # record positions (parallel runs stitch by them)
 
     @property
     def payload_seen(self) -> bool:
@@ -133,6 +134,8 @@ class ConnectionTable:
         self.evicted = 0
         self.closing: deque[Connection] = deque()   # done connections, in order of closing
         self._since_sweep = 0
+        self.pos = 0        # position of the current record, set by the reader loop
+        self.handoffs: dict[int, int] = {}   # follow mode: conn_id -> position it ended at
 
     # -- the per-packet hot path ---------------------------------------------------------
     def packet(self, ts: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
@@ -143,10 +146,15 @@ class ConnectionTable:
         conn = self.table.get(key)
         if conn is None:
             conn = self._new(key, ts, flags, payload)
-        elif flags & SYN and not flags & ACK and self._is_new_syn(conn, src, sport, seq):
+        elif (flags & SYN and not flags & ACK and self._is_new_syn(conn, src, sport, seq)) \
+                or (conn.done and ts - conn.last_ts > self.linger_ns):
+            # port reuse, or a packet after a closed connection's linger ended: a new one
+            # (checked here, not left to the sweep, so that the outcome never depends on
+            # when the sweep last ran)
             self._finish(conn)
             conn = self._new(key, ts, flags, payload)
         conn.last_ts = ts
+        conn.last_pos = self.pos
         conn.packets += 1
         from_client = src == conn.client_ip and sport == conn.client_port
         if src == dst and sport == dport:   # a connection to itself: the first sender is client
@@ -210,6 +218,21 @@ class ConnectionTable:
         if self._since_sweep >= 8192:
             self.sweep()
 
+    def follow(self, ts: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
+               seq: int, ack: int, payload: bytes, missing: int, opts: bytes) -> None:
+        """Follow mode (past the end of a part): a packet of a connection still tracked
+        is processed; one that would start a new connection ends the tracked one there
+        (``handoffs``), since the next part owns the new one; any other is ignored."""
+        conn = self.table.get((src, sport, dst, dport))
+        if conn is None:
+            return
+        if (flags & SYN and not flags & ACK and self._is_new_syn(conn, src, sport, seq)) \
+                or (conn.done and ts - conn.last_ts > self.linger_ns):
+            self.handoffs[conn.conn_id] = self.pos
+            self._finish(conn)
+            return
+        self.packet(ts, src, dst, sport, dport, flags, seq, ack, payload, missing, opts)
+
     # -- helpers ----------------------------------------------------------------------------
     def _new(self, key: tuple, ts: int, flags: int, payload: bytes) -> Connection:
         src, sport, dst, dport = key
@@ -225,6 +248,7 @@ class ConnectionTable:
         else:
             conn = Connection(self.next_id, dst, dport, src, sport, ts, self.max_pending)
         conn.oriented = oriented
+        conn.first_pos = self.pos
         self.next_id += 1
         self.table[key] = conn
         self.table[(dst, dport, src, sport)] = conn
