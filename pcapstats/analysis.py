@@ -123,7 +123,10 @@ def _request_rows(conns: list[dict], exchanges: list[HttpExchange]) -> list[dict
 def analyze(paths: str | list[str], **options: Any) -> Analysis:
     """Analyse capture files (pcap, pcapng, gzip of either; "-" for stdin).
 
-    Several files are merged in timestamp order (rotated captures). Options:
+    Several files are merged in timestamp order (rotated captures). ``jobs=N``
+    analyses in N local processes, ``scheduler="tcp://HOST:PORT"`` on a Dask
+    cluster (``parts``: how many parts, default N); the result equals the serial
+    one (see ``pcapstats/parallel.py``). Options:
     the fields of :class:`pcapstats.pipeline.Options`, plus the affinity
     options ``session_key`` (``auto``, ``cookie:NAME``, ``client-ip``, ``xff``,
     ``header:NAME``, ``tls``), ``frontend`` and ``backend_net``; and
@@ -142,10 +145,19 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
                      if k in options}
     from .redact import redactor_for
     redactor = redactor_for(options.pop("redact", None), options.pop("redact_addresses", False))
+    jobs = int(options.pop("jobs", 1) or 1)
+    scheduler = options.pop("scheduler", None)
+    parts = options.pop("parts", None)
     unknown = set(options) - _OPTION_NAMES
     if unknown:
         raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    res = run(paths, Options(**options))
+    if jobs < 1:
+        raise UsageError(f"jobs must be 1 or more, not {jobs}")
+    if jobs > 1 or scheduler or parts:
+        from .parallel import run_parallel
+        res = run_parallel(paths, Options(**options), jobs, scheduler, parts)
+    else:
+        res = run(paths, Options(**options))
     conns = res.connections
     _http_connection_figures(conns, res.exchanges)
     reqs = _request_rows(conns, res.exchanges)

@@ -35,6 +35,13 @@ def analysis_options(f: Callable[..., Any]) -> Callable[..., Any]:
                           "summarised early (counted in the warnings)."),
         click.option("--max-buffer", type=click.IntRange(1024), default=4 << 20,
                      show_default=True, help="Out-of-order bytes held per direction."),
+        click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
+                     help="Analyse in this many processes (one large capture is split on "
+                          "record boundaries; rotated files are split between them). The "
+                          "result is the same as with one."),
+        click.option("--scheduler", metavar="tcp://HOST:PORT",
+                     help="Run the parts on this Dask distributed scheduler instead (its "
+                          "workers must reach the capture files by the same paths)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar, no report on stdout."),
         click.option("--strict", is_flag=True,
                      help="Exit 1 when the analysis produced warnings."),
@@ -85,6 +92,7 @@ def _run_analysis(files: tuple[str, ...], kw: dict[str, Any], redactor: Any = No
         return analyze(list(files), session_key=kw["session_key"],
                        frontend=list(kw["frontend"]), backend_net=list(kw["backend_net"]),
                        max_connections=kw["max_connections"], max_buffer=kw["max_buffer"],
+                       jobs=kw["jobs"], scheduler=kw["scheduler"],
                        progress=progress, redact=redactor or _redactor(kw))
     finally:
         if bar is not None:

@@ -1,0 +1,463 @@
+"""Parallel runs: one large capture split on record boundaries, or many files,
+analysed in parts by local processes (``jobs``) or a Dask cluster (``scheduler``),
+then stitched so that the result equals the serial run.
+
+The files, in time order, form one sequence of records cut into parts of about
+equal size. A part's worker runs the ordinary per-packet loop over its records,
+then goes on reading the records after them in *follow mode*: only connections
+it still tracks are fed (cheaply recognised by their addresses), until each of
+them has ended, has lingered long enough, or was replaced by a new connection
+on the same ports (which the next part owns). Every record has a position
+(part, index); every connection knows the positions of its first and last
+packets.
+
+The merge keeps every connection as its owner (the part where it began) saw
+it, and drops the copies a later part made of the same packets (a connection
+that began in that part with packets a followed connection also had). When
+the copies are not exactly contained in the original, or a hand-over finds
+no connection starting where it should, or a reader says the parts cannot
+equal the whole (a fault inside a part, interfaces described late in a
+pcapng, rotated files that overlap in time), the merge declines and the run
+is repeated serially: exactness is never traded for speed.
+
+An IP fragment set cut by a part boundary also makes the merge decline. Not
+stitched: ``max_connections`` eviction, which depends on what else is open (the
+parallel result equals the serial one while that limit is not reached).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .ingest.readers import _PCAP_MAGICS, FileInfo, bad_ts_problem, read_capture
+from .ingest.split import boundary_after
+from .pipeline import Options, RunContext, RunResult, run
+
+PART_SHIFT = 40          # position = part << PART_SHIFT | record index in the part
+_ETH_IP4 = b"\x08\x00"
+_ETH_IP6 = b"\x86\xdd"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Records of one file between two record boundaries (None: its header / its end)."""
+
+    file: int
+    path: str
+    start: int | None
+    stop: int | None
+
+
+@dataclass
+class PartResult:
+    index: int
+    result: RunResult
+    infos: dict[int, FileInfo]
+    positions: dict[int, tuple[int, int]]
+    handoffs: dict[int, int]
+    ts_range: dict[int, tuple[int, int]] = field(default_factory=dict)  # file -> min, max
+    refuse: str | None = None
+
+
+MIN_PART = 1 << 20       # bytes: below this a part costs more than it saves
+
+
+def plan(paths: list[str], parts: int, min_part: int = 0) -> list[list[Segment]] | None:
+    """Cut the files (in time order) into ``parts`` runs of segments; None when a
+    parallel run cannot be made (standard input, one unsplittable file, less than
+    ``min_part`` bytes a part...)."""
+    if parts < 2 or "-" in paths:
+        return None
+    try:
+        sizes_by_path = [os.path.getsize(p) for p in paths]
+    except OSError:
+        return None
+    if sum(sizes_by_path) < max(1, parts * min_part):
+        return None
+    order = _time_order(paths)
+    if order is None:
+        return None
+    sizes = [sizes_by_path[i] for i in order]
+    total = sum(sizes)
+    # the cut points: (position in `order`, byte offset; 0 for the file's start)
+    cuts: list[tuple[int, int]] = []
+    base = 0
+    targets = [total * k // parts for k in range(1, parts)]
+    ti = 0
+    for n, (i, size) in enumerate(zip(order, sizes)):
+        while ti < len(targets) and targets[ti] < base + size:
+            t = targets[ti] - base
+            ti += 1
+            off = boundary_after(paths[i], t) if t > 0 else None
+            cut = (n, off) if off is not None else (n + 1, 0)
+            if cut[0] < len(order) and cut != (0, 0) and (not cuts or cut > cuts[-1]):
+                cuts.append(cut)
+        base += size
+    if not cuts:
+        return None
+    out: list[list[Segment]] = []
+    bounds = [(0, 0)] + cuts + [(len(order), 0)]
+    for (fa, oa), (fb, ob) in zip(bounds, bounds[1:]):
+        segs = []
+        for n in range(fa, min(fb + 1, len(order))):
+            if n == fb and ob == 0:
+                break
+            start = oa if n == fa and oa else None
+            stop = ob if n == fb else None
+            segs.append(Segment(order[n], paths[order[n]], start, stop))
+        if segs:
+            out.append(segs)
+    return out if len(out) > 1 else None
+
+
+def _time_order(paths: list[str]) -> list[int] | None:
+    """File indexes by first timestamp (ties: given order); None if one cannot be read."""
+    if len(paths) == 1:
+        return [0]
+    firsts = []
+    for i, p in enumerate(paths):
+        info = FileInfo(p)
+        try:
+            gen = read_capture(p, info, [])
+            rec = next(gen, None)
+            gen.close()
+        except Exception:   # noqa: BLE001 - any failure: leave it to the serial run
+            return None
+        if rec is None:
+            return None
+        firsts.append((rec[0], i))
+    return [i for _, i in sorted(firsts)]
+
+
+def run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResult:
+    """The work of one part: its own records, then follow mode over the later parts."""
+    res = RunResult([], [], [], [])
+    ctx = RunContext(res, opts)
+    ctx.positions = {}
+    infos: dict[int, FileInfo] = {}
+    ts_range: dict[int, tuple[int, int]] = {}
+    many_files = len({s.file for p in parts for s in p}) > 1
+    table = ctx.table
+    try:
+        for seg in parts[index]:
+            info = infos.setdefault(seg.file, FileInfo(seg.path))
+            records = read_capture(seg.path, info, res.problems, seg.start, seg.stop)
+            if many_files:
+                records = _ts_tracked(records, seg.file, ts_range)
+            ctx.consume(records, (index << PART_SHIFT) + res.packets, None, 0)
+        if ctx.decoder.defrag.sets and index + 1 < len(parts):
+            infos[parts[index][-1].file].unsplittable = \
+                "an IP fragment set is open where the part ends"
+        _follow(ctx, parts, index)
+    finally:
+        ctx.finish()
+    refuse = next((f"{i.path}: {i.unsplittable}" for i in infos.values() if i.unsplittable),
+                  None)
+    res.files = []
+    return PartResult(index, res, infos, ctx.positions, table.handoffs, ts_range, refuse)
+
+
+def _ts_tracked(records, file: int, ts_range: dict[int, tuple[int, int]]):
+    lo = hi = None
+    try:
+        for rec in records:
+            ts = rec[0]
+            if lo is None:
+                lo = hi = ts
+            elif ts < lo:
+                lo = ts
+            elif ts > hi:
+                hi = ts
+            yield rec
+    finally:
+        if lo is not None:
+            old = ts_range.get(file)
+            ts_range[file] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+
+
+def _raw_keys(table) -> set[bytes]:
+    """Address keys, as they appear in Ethernet frames, of the connections tracked."""
+    keys = set()
+    for c in table.open.values():
+        ports = struct.pack("!HH", c.client_port, c.server_port)
+        back = ports[2:] + ports[:2]
+        keys.add(c.client_ip + c.server_ip + ports)
+        keys.add(c.server_ip + c.client_ip + back)
+    return keys
+
+
+def _follow(ctx: RunContext, parts: list[list[Segment]], index: int) -> None:
+    table = ctx.table
+    if not table.open:
+        return
+    from .ingest import Decoder
+    decode = Decoder().decode       # its own: what it counts belongs to other parts
+    follow = table.follow
+    holder = [_raw_keys(table)]
+    watched = len(table.open)
+    for j in range(index + 1, len(parts)):
+        base = j << PART_SHIFT
+        for seg in parts[j]:
+            count = 0
+            for i, ts, lt, data, orig in _candidates(seg, holder):
+                if ts is None:          # the end of the segment: ``i`` records
+                    count = i
+                    break
+                pos = base + i
+                if ts > table.now:
+                    table.now = ts
+                if not i & 0x1FFF:
+                    table.sweep()
+                if data is not None:
+                    r = decode(lt, data, orig, ts)
+                    if r is not None and r[0] == 6:
+                        table.pos = pos
+                        follow(ts, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                               r[10])
+                if len(table.open) != watched:
+                    if not table.open:
+                        return
+                    holder[0] = _raw_keys(table)
+                    watched = len(table.open)
+            base += count
+
+
+def _candidates(seg: Segment, holder: list[set[bytes]]):
+    """The records of ``seg`` that may belong to a followed connection, as
+    (index in segment, ts, linktype, data, orig); data is None for every 8192nd
+    record when it is not a candidate (the caller advances its clock on those);
+    last, (count, None, None, None, None)."""
+    with open(seg.path, "rb") as f:
+        head = f.read(24)
+        fmt = _PCAP_MAGICS.get(head[:4])
+        if fmt is None or len(head) < 24:     # pcapng: the ordinary reader
+            n = -1
+            for n, (ts, lt, data, orig) in enumerate(
+                    read_capture(seg.path, FileInfo(seg.path), [], seg.start, seg.stop)):
+                yield n, ts, lt, data, orig
+            yield n + 1, None, None, None, None
+            return
+        endian, mult, rl = fmt
+        linktype = struct.unpack_from(endian + "I", head, 20)[0] & 0x03FFFFFF
+        eth = linktype == 1
+        offset = seg.start if seg.start is not None else 24
+        stop = seg.stop if seg.stop is not None else 1 << 62
+        f.seek(offset)
+        hdr = struct.Struct(endian + "IIII").unpack_from
+        buf = b""
+        pos = 0
+        n = 0
+        while offset < stop:
+            if len(buf) - pos < rl:
+                buf = buf[pos:] + f.read(4 << 20)
+                pos = 0
+                if len(buf) < rl:
+                    break
+            sec, frac, incl, orig = hdr(buf, pos)
+            if incl > 1 << 24 or not (incl or orig):
+                break
+            if len(buf) - pos < rl + incl:
+                buf = buf[pos:] + f.read(max(4 << 20, rl + incl))
+                pos = 0
+                if len(buf) < rl + incl:
+                    break
+            d = pos + rl
+            pos = d + incl
+            offset += rl + incl
+            i = n
+            n += 1
+            if eth and incl >= 38:
+                et = buf[d + 12:d + 14]
+                keys = holder[0]
+                if et == _ETH_IP4:
+                    if buf[d + 14] == 0x45 and buf[d + 23] == 6 and not buf[d + 20] & 0x3F \
+                            and not buf[d + 21] and buf[d + 26:d + 38] not in keys:
+                        if not i & 0x1FFF:
+                            yield i, sec * 1_000_000_000 + frac * mult, linktype, None, orig
+                        continue
+                elif et == _ETH_IP6 and incl >= 58:
+                    if buf[d + 20] == 6 and buf[d + 22:d + 58] not in keys:
+                        if not i & 0x1FFF:
+                            yield i, sec * 1_000_000_000 + frac * mult, linktype, None, orig
+                        continue
+            yield i, sec * 1_000_000_000 + frac * mult, linktype, buf[d:pos], orig
+        yield n, None, None, None, None
+
+
+class Declined(Exception):
+    """The parts cannot be stitched into exactly the serial result (the message says why)."""
+
+
+def merge(results: list[PartResult], paths: list[str]) -> RunResult:
+    """Stitch the parts; raises Declined when they cannot equal the serial run."""
+    results = sorted(results, key=lambda r: r.index)
+    for r in results:
+        if r.refuse:
+            raise Declined(r.refuse)
+    if not _files_in_order(results, len(paths)):
+        raise Declined("the files overlap in time")
+    kept: list[tuple[int, dict, int]] = []      # (first position, row, part)
+    reach: dict[tuple, int] = {}                # connection key -> last position covered
+    expect: list[tuple[tuple, int]] = []        # hand-overs: a connection must begin there
+    starts: set[tuple[tuple, int]] = set()
+    for r in results:
+        for row in r.result.connections:
+            first, last = r.positions[row["conn_id"]]
+            key = _key(row)
+            covered = reach.get(key)
+            if covered is not None and first <= covered:
+                if last > covered:
+                    raise Declined(f"connection {key} outgrew the one followed into part "
+                                   f"{r.index}")
+                continue
+            reach[key] = last
+            starts.add((key, first))
+            kept.append((first, row, r.index))
+            if row["conn_id"] in r.handoffs:
+                expect.append((key, r.handoffs[row["conn_id"]]))
+    for e in expect:
+        if e not in starts:
+            raise Declined(f"no connection {e[0]} begins where the followed one ended")
+    kept.sort(key=lambda t: t[0])
+    new_id = {(part, row["conn_id"]): n for n, (_, row, part) in enumerate(kept)}
+    out = RunResult([], [], [], [])
+    for r in results:
+        rr = r.result
+        for e in rr.exchanges:
+            nid = new_id.get((r.index, e.conn_id))
+            if nid is not None:
+                e.conn_id = nid
+                out.exchanges.append(e)
+        _add_counts(out, rr)
+    for _, row, part in kept:
+        row["conn_id"] = new_id[(part, row["conn_id"])]
+        out.connections.append(row)
+    out.exchanges.sort(key=lambda e: (e.conn_id, e.depth))
+    out.count_udp_flows()
+    _merge_files(out, results, paths)
+    return out
+
+
+def _key(row: dict) -> tuple:
+    a = (row["client_ip"], row["client_port"])
+    b = (row["server_ip"], row["server_port"])
+    return (a, b) if a <= b else (b, a)
+
+
+def _files_in_order(results: list[PartResult], nfiles: int) -> bool:
+    """Rotated files: serial reading merges them by timestamp; parts take them one
+    after the other, which is the same only if they do not overlap in time."""
+    if nfiles < 2:
+        return True
+    ranges: dict[int, tuple[int, int]] = {}
+    order: list[int] = []
+    for r in results:
+        for f, (lo, hi) in r.ts_range.items():
+            if f not in ranges:
+                order.append(f)
+                ranges[f] = (lo, hi)
+            else:
+                ranges[f] = (min(ranges[f][0], lo), max(ranges[f][1], hi))
+    for a, b in zip(order, order[1:]):
+        if ranges[a][1] > ranges[b][0] or (ranges[a][1] == ranges[b][0] and a > b):
+            return False
+    return True
+
+
+def _add_counts(out: RunResult, rr: RunResult) -> None:
+    for name in ("packets", "wire_bytes", "captured_bytes", "tcp_packets", "udp_packets",
+                 "evicted"):
+        setattr(out, name, getattr(out, name) + getattr(rr, name))
+    if rr.first_ts is not None:
+        out.first_ts = rr.first_ts if out.first_ts is None else min(out.first_ts, rr.first_ts)
+        out.last_ts = rr.last_ts if out.last_ts is None else max(out.last_ts, rr.last_ts)
+    for k, v in rr.linktypes.items():
+        out.linktypes[k] = out.linktypes.get(k, 0) + v
+    for k, v in rr.udp.items():
+        out.udp[k] = out.udp.get(k, 0) + v
+    for k, v in rr.decode.items():
+        if isinstance(v, dict):
+            d = out.decode.setdefault(k, {})
+            for kk, vv in v.items():
+                d[kk] = d.get(kk, 0) + vv
+        else:
+            out.decode[k] = out.decode.get(k, 0) + v
+
+
+def _merge_files(out: RunResult, results: list[PartResult], paths: list[str]) -> None:
+    infos = [FileInfo(p) for p in paths]
+    for r in results:
+        for f, part in sorted(r.infos.items()):
+            info = infos[f]
+            info.format, info.compressed, info.size = part.format, part.compressed, part.size
+            info.records += part.records
+            info.bytes_read = max(info.bytes_read, part.bytes_read)
+            info.linktypes = (info.linktypes or set()) | (part.linktypes or set())
+            if part.stopped_at is not None:
+                info.stopped_at = part.stopped_at
+            if part.bad_ts:
+                info.bad_ts += part.bad_ts
+                if info.bad_ts_offset is None:
+                    info.bad_ts_offset = part.bad_ts_offset
+        out.problems.extend(r.result.problems)
+    for info in infos:
+        if info.bad_ts:
+            out.problems.append(bad_ts_problem(info))
+    out.files = infos
+
+
+def run_parallel(paths: list[str], opts: Options, jobs: int, scheduler: str | None = None,
+                 parts: int | None = None) -> RunResult:
+    """Analyse in ``parts`` parts (default: ``jobs``) on ``jobs`` local processes, or on
+    the Dask cluster at ``scheduler``; the result equals ``run(paths, opts)``."""
+    layout = plan(paths, parts or jobs, 0 if parts else MIN_PART)
+    if layout is None:
+        return run(paths, opts)
+    progress = opts.progress
+    wopts = Options(**{f.name: getattr(opts, f.name) for f in fields(Options)
+                       if f.name != "progress"})
+    if scheduler is not None:
+        results = _on_dask(scheduler, layout, wopts)
+    elif jobs <= 1:
+        results = [run_part(i, layout, wopts) for i in range(len(layout))]
+    else:
+        results = _on_processes(jobs, layout, wopts)
+    try:
+        merged = merge(results, paths)
+    except Declined:
+        return run(paths, opts)
+    if progress is not None:
+        total = sum(os.path.getsize(p) for p in paths)
+        progress(total, total)
+    return merged
+
+
+def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options) -> list[PartResult]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(layout)), mp_context=ctx) as pool:
+        futures = [pool.submit(run_part, i, layout, opts) for i in range(len(layout))]
+        return [f.result() for f in futures]
+
+
+def _on_dask(address: str, layout: list[list[Segment]], opts: Options) -> list[PartResult]:
+    try:
+        from distributed import Client
+    except ImportError:
+        from .errors import UsageError
+        raise UsageError("--scheduler needs Dask: pip install 'pcapstats[dask]'") from None
+    with Client(address, timeout=30) as client:
+        futures = [client.submit(run_part, i, layout, opts, pure=False)
+                   for i in range(len(layout))]
+        return client.gather(futures)
+
+
+def describe(layout: list[list[Segment]] | None) -> list[dict[str, Any]]:
+    """The parts of a plan as plain dicts (for ``--verbose`` output and tests)."""
+    return [[{"path": s.path, "start": s.start, "stop": s.stop} for s in p]
+            for p in (layout or [])]
