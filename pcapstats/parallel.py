@@ -413,18 +413,25 @@ def run_parallel(paths: list[str], opts: Options, jobs: int, scheduler: str | No
                  parts: int | None = None) -> RunResult:
     """Analyse in ``parts`` parts (default: ``jobs``) on ``jobs`` local processes, or on
     the Dask cluster at ``scheduler``; the result equals ``run(paths, opts)``."""
-    layout = plan(paths, parts or jobs, 0 if parts else MIN_PART)
-    if layout is None:
-        return run(paths, opts)
+    client = _dask_client(scheduler) if scheduler is not None else None
+    try:
+        if client is not None and not parts:    # a part for each worker thread
+            parts = max(2, jobs, sum(client.nthreads().values()))
+        layout = plan(paths, parts or jobs, 0 if parts else MIN_PART)
+        if layout is None:
+            return run(paths, opts)
+        wopts = Options(**{f.name: getattr(opts, f.name) for f in fields(Options)
+                           if f.name != "progress"})
+        if client is not None:
+            results = _on_dask(client, layout, wopts)
+        elif jobs <= 1:
+            results = [run_part(i, layout, wopts) for i in range(len(layout))]
+        else:
+            results = _on_processes(jobs, layout, wopts)
+    finally:
+        if client is not None:
+            client.close()
     progress = opts.progress
-    wopts = Options(**{f.name: getattr(opts, f.name) for f in fields(Options)
-                       if f.name != "progress"})
-    if scheduler is not None:
-        results = _on_dask(scheduler, layout, wopts)
-    elif jobs <= 1:
-        results = [run_part(i, layout, wopts) for i in range(len(layout))]
-    else:
-        results = _on_processes(jobs, layout, wopts)
     try:
         merged = merge(results, paths)
     except Declined:
@@ -445,16 +452,22 @@ def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options) -> list
         return [f.result() for f in futures]
 
 
-def _on_dask(address: str, layout: list[list[Segment]], opts: Options) -> list[PartResult]:
+def _dask_client(address: str):
+    from .errors import UsageError
     try:
         from distributed import Client
     except ImportError:
-        from .errors import UsageError
         raise UsageError("--scheduler needs Dask: pip install 'pcapstats[dask]'") from None
-    with Client(address, timeout=30) as client:
-        futures = [client.submit(run_part, i, layout, opts, pure=False)
-                   for i in range(len(layout))]
-        return client.gather(futures)
+    try:
+        return Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+
+def _on_dask(client, layout: list[list[Segment]], opts: Options) -> list[PartResult]:
+    futures = [client.submit(run_part, i, layout, opts, pure=False)
+               for i in range(len(layout))]
+    return client.gather(futures)
 
 
 def describe(layout: list[list[Segment]] | None) -> list[dict[str, Any]]:
