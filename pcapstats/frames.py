@@ -8,6 +8,8 @@ pandas is imported lazily: nothing here runs before a table is asked for.
 
 from __future__ import annotations
 
+import operator
+
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -163,9 +165,21 @@ def build(table: str, rows: Iterable[dict]) -> "pd.DataFrame":
     import pandas as pd
 
     cols = TABLES[table]
+    names = [c[0] for c in cols]
     rows = list(rows)
-    data = {name: _series([r.get(name) for r in rows], kind) for name, kind, _ in cols}
-    return pd.DataFrame(data, columns=[c[0] for c in cols])
+    if rows and len(names) > 1:
+        # one C-level lookup of all columns per row, then a transpose; rows that lack
+        # a column (none of ours, but rows may come from users) take the slow way
+        get = operator.itemgetter(*names)
+        try:
+            columns = list(zip(*map(get, rows)))
+        except KeyError:
+            columns = [[r.get(name) for r in rows] for name in names]
+    else:
+        columns = [[r.get(name) for r in rows] for name in names]
+    data = {name: _series(list(values), kind)
+            for (name, kind, _), values in zip(cols, columns)}
+    return pd.DataFrame(data, columns=names)
 
 
 def column_docs() -> dict[str, dict[str, str]]:

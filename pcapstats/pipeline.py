@@ -254,6 +254,7 @@ def _conn_row(conn: Connection, exchanges: list[HttpExchange]) -> dict:
         "server_ip": _ip(conn.server_ip), "server_port": conn.server_port,
         "ip_version": conn.ip_version,
         "first_ts": conn.first_ts, "last_ts": conn.last_ts,
+        "duration_ns": conn.last_ts - conn.first_ts,
         "packets": conn.packets, "packets_client": conn.packets_client,
         "packets_server": conn.packets_server,
         "bytes_client": conn.bytes_client, "bytes_server": conn.bytes_server,

@@ -121,12 +121,23 @@ def parse_cookie_header(value: str) -> list[tuple[str, str]]:
     """
     if not isinstance(value, str):
         return []
-    pairs: list[tuple[str, str]] = []
-    for piece in value.split(";"):
-        if not piece.strip():
-            continue
-        pairs.append(_split_pair(piece))
-    return pairs
+    return list(cookie_pairs(value))
+
+
+def cookie_pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """`parse_cookie_header` as a tuple, cached: a session sends the same header again
+    and again, and the affinity layer reads each request's cookies several times.
+    (Only short headers are cached, so that hostile ones cannot fill the memory.)"""
+    if len(value) <= 1024:
+        return _cookie_pairs_cached(value)
+    return _cookie_pairs(value)
+
+
+def _cookie_pairs(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_split_pair(piece) for piece in value.split(";") if piece.strip())
+
+
+_cookie_pairs_cached = functools.lru_cache(maxsize=1 << 14)(_cookie_pairs)
 
 
 def parse_set_cookie(value: str) -> tuple[str, str, dict[str, str]]:
@@ -351,7 +362,7 @@ def observe_cookies(cookie_headers: Iterable[str | None]) -> dict[str, tuple[int
         if not header:
             continue
         seen: set[str] = set()
-        for name, value in parse_cookie_header(header):
+        for name, value in cookie_pairs(header):
             values.setdefault(name, set()).add(value)
             if name not in seen:
                 seen.add(name)
