@@ -122,6 +122,20 @@ def test_pcapng_bad_block_length(tmp_path: Path, blen: int, what: str) -> None:
     assert secs < 5 and peak < 8 * MiB
 
 
+@pytest.mark.parametrize("code", [9, 14])
+def test_pcapng_interface_option_longer_than_its_block(tmp_path: Path, code: int) -> None:
+    """Found by the long fuzz run: an if_tsresol (or if_tsoffset) option whose length
+    runs past the end of the interface block crashed the option parser."""
+    frames = _good_frames(3)
+    idb = cb.pcapng_block(1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HH", code, 200))
+    path = tmp_path / "x.pcapng"
+    path.write_bytes(cb.pcapng_shb() + idb + b"".join(cb.pcapng_epb(f) for f in frames))
+    a = pcapstats.analyze(str(path))
+    assert a.summary["capture"]["packets"] == 3
+    # the broken option is ignored: the default resolution (microseconds) holds
+    assert a.summary["capture"]["first_ts"] == 1_700_000_000_000_000_000
+
+
 def test_pcapng_timestamp_beyond_int64_ns_is_clamped_and_warned(tmp_path: Path) -> None:
     frames = _good_frames(3)
     body = cb.pcapng_shb() + cb.pcapng_idb() + cb.pcapng_epb(frames[0])

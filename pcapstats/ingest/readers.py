@@ -342,8 +342,8 @@ def _parse_idb_options(iface: _Interface, body: bytes, endian: str) -> None:
     while pos + 4 <= len(body):
         code, length = struct.unpack_from(endian + "HH", body, pos)
         pos += 4
-        if code == 0:
-            break
+        if code == 0 or pos + length > len(body):
+            break       # the end, or an option running past its block: ignore the rest
         value = body[pos:pos + length]
         if code == 9 and length >= 1:
             iface.mult, iface.div = _tsresol_factor(value[0])
