@@ -63,7 +63,17 @@ def _frame(vihl=0x45, total=None, frag=0, proto=6, doff=0x50, flags=0x18,
     {"total": 0}, {"total": 2000}, {"doff": 0x40}, {"doff": 0x80, "flags": 0x02},
     {"doff": 0xF0}, {"frag": 0x2000}, {"frag": 0x4000}, {"frag": 0x0001},
     {"proto": 17}, {"vihl": 0x46}, {"vihl": 0x55}, {"payload": b"x" * 3, "cut": 1},
+    {"doff": 0xF0, "total": 50, "cut": 35},
 ])
 def test_fast_path_edge_cases(kw: dict) -> None:
     data = _frame(**kw)
     _same_decoding([(0, 1, data, len(data))])
+
+
+def test_tcp_header_past_the_ip_end_misses_nothing() -> None:
+    """Found by the long fuzz run: a TCP header longer than what the IP length leaves,
+    in a frame cut by the snaplen, gave a negative count of missed bytes (which later
+    crashed reassembly)."""
+    data = _frame(doff=0xF0, total=50, payload=b"", cut=35)
+    r = Decoder().decode(1, data, len(data) + 35, 0)
+    assert r is not None and r[8] == b"" and r[9] == 0

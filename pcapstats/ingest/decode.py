@@ -95,8 +95,10 @@ class Decoder:
                 self._v4 += 1
                 end = 14 + total
                 pstart = 34 + hl
-                if end > n:
+                if end > n:     # cut by the snaplen (a TCP header past the IP end: none)
                     missing = end - (n if n > pstart else pstart)
+                    if missing < 0:
+                        missing = 0
                     payload = data[pstart:n] if pstart < n else b""
                 else:
                     missing = 0
@@ -291,7 +293,8 @@ class Decoder:
             pstart = start + hl
             have = len(data)
             if end > have:
-                missing = end - max(have, pstart)
+                # cut by the snaplen; a TCP header reaching past the IP end misses nothing
+                missing = max(0, end - max(have, pstart))
                 payload = data[pstart:have] if pstart < have else b""
             else:
                 missing = 0
