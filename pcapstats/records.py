@@ -16,13 +16,15 @@ class HttpExchange:
     Timestamps are integer nanoseconds since the epoch; None when not seen.
     Header values are the raw text as sent (repeated headers joined with
     ", " except Cookie, joined with "; ", and Set-Cookie, joined with "\\n").
+    `headers` and `response_headers` (every field, lower-case names) are parsed
+    from the header blocks kept as text on first use: few readers need them.
     """
 
     conn_id: int
     depth: int                      # 1 = first request on its connection
     method: str
     uri: str
-    version: str                    # "HTTP/1.1", "HTTP/1.0"
+    version: str                    # "HTTP/1.1", "HTTP/1.0"; "unknown" if the request line was cut
     host: str | None = None
     ts_request: int | None = None   # first byte of the request
     ts_request_end: int | None = None
@@ -39,6 +41,29 @@ class HttpExchange:
     user_agent: str | None = None
     pipelined: bool = False         # sent before the previous response ended
     interim: int = 0                # 1xx responses seen before the final one
-    headers: dict[str, str] = field(default_factory=dict)  # request headers, lower-case names
-    response_headers: dict[str, str] = field(default_factory=dict)
     gap: bool = False               # bytes missed (gap, cut by the close) or found by resyncing
+    # the header blocks as received (latin-1 text, start line included); "" when none was
+    # read whole (no response, or cut by a gap or by max_header_bytes)
+    request_head: str = ""
+    response_head: str = ""
+    _headers: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+    _response_headers: dict[str, str] | None = field(default=None, init=False, repr=False,
+                                                     compare=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Request header fields, lower-case names."""
+        h = self._headers
+        if h is None:
+            from .http.headers import fields_of
+            h = self._headers = fields_of(self.request_head)
+        return h
+
+    @property
+    def response_headers(self) -> dict[str, str]:
+        """Response header fields (of the final response), lower-case names."""
+        h = self._response_headers
+        if h is None:
+            from .http.headers import fields_of
+            h = self._response_headers = fields_of(self.response_head)
+        return h

@@ -98,6 +98,11 @@ class DirectionReader:
         """A gap swallowed the start of a message: tell the pairing."""
         raise NotImplementedError
 
+    def _cut_start(self, ts: int) -> bool:
+        """A gap cut the start line in `buf` short: if enough of it was seen, act on it
+        (as on a truncated head) and return True."""
+        return False
+
     def _hold(self, ts: int, data: bytes | None, nbytes: int) -> None:
         """Bytes (or a gap) arriving in HOLD; only the request side holds."""
 
@@ -138,11 +143,13 @@ class DirectionReader:
                 if m is None:
                     data, pos = self._head(ts, data, pos)
                     n = len(data)
-                elif self._on_head(data[pos:m.end()], ts, False):   # whole head in one segment
-                    pos = m.end()
-                else:
-                    data, pos = self._junk(data, pos + 1)
-                    n = len(data)
+                else:                   # the whole head in one segment
+                    e = m.end()
+                    if self._on_head(data[pos:e], ts, False):
+                        pos = e
+                    else:
+                        data, pos = self._junk(data, pos + 1)
+                        n = len(data)
             elif st == HEAD:
                 data, pos = self._head(ts, data, pos)
                 n = len(data)
@@ -300,7 +307,8 @@ class DirectionReader:
         return rest, 0
 
     def _lost_head(self, ts: int) -> None:
-        """A gap inside a header block: keep the start line if we have it."""
+        """A gap inside a header block: keep the start line if we have it, or the part of
+        it that says what the message is."""
         buf = self.buf
         if self.nl >= 0:
             first = bytes(buf[:self.nl + 1])
@@ -308,7 +316,7 @@ class DirectionReader:
             buf.clear()
             self.gapped = True
             self._on_head(first, ts, True)
-        else:
+        elif not self._cut_start(ts):
             self.st.skipped_bytes += len(buf)
             buf.clear()
             self.state = IDLE

@@ -45,6 +45,12 @@ _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _WS = " \t\r"
 _JOIN = {"cookie": "; ", "set-cookie": "\n"}
 
+_CUT_REQUEST = re.compile(r"(" + "|".join(m.decode() for m in KNOWN_METHODS) + r")[ \t]+"
+                          r"([^\x00-\x08\x0a-\x1f\x7f]*)\Z")
+"""A request line cut short: a known method, white space, then no control character."""
+_VERSION_PREFIX = re.compile(r"H(?:T(?:T(?:P(?:/(?:1(?:\.[0-9]?)?)?)?)?)?)?\Z")
+"""A beginning of "HTTP/1.x"."""
+
 
 HEAD_END = re.compile(rb"\n\r?\n")
 """The empty line that ends a header block (CRLF, bare LF or a mix)."""
@@ -81,6 +87,11 @@ def parse_fields(lines: list[str]) -> dict[str, str]:
     return fields
 
 
+def fields_of(head: str) -> dict[str, str]:
+    """parse_fields of a whole header block as text (start line included); {} for ""."""
+    return parse_fields(head.split("\n")) if head else {}
+
+
 def _parse_fields_lenient(lines: list[str]) -> dict[str, str]:
     """parse_fields for blocks with folded lines or white space before a colon."""
     fields: dict[str, str] = {}
@@ -106,20 +117,47 @@ def _parse_fields_lenient(lines: list[str]) -> dict[str, str]:
     return fields
 
 
+_VERSIONS = {"HTTP/1.1": "HTTP/1.1", "HTTP/1.0": "HTTP/1.0",
+             "HTTP/1.1\r": "HTTP/1.1", "HTTP/1.0\r": "HTTP/1.0"}
+
+
 def parse_request_line(line: str) -> tuple[str, str, str] | None:
     """(method, target, version) of a request line (trailing CR allowed), or None."""
     parts = line.split(" ")
     if len(parts) == 3:
-        method, target, version = parts
-        if version[-1:] == "\r":
-            version = version[:-1]
-        if (version == "HTTP/1.1" or version == "HTTP/1.0") and target and "\t" not in target \
+        method, target, v = parts
+        version = _VERSIONS.get(v)          # the common versions, with their CR dropped
+        if version is not None and target and "\t" not in target \
                 and method.isalpha() and method.isascii() and len(method) <= 32:
             return method, target, version
     m = REQUEST_LINE.match(line)
     if m is None:
         return None
     return m.group(1), m.group(2), m.group(3)
+
+
+def parse_cut_request_line(line: str) -> tuple[str, str, str | None] | None:
+    """(method, target as far as seen, version or None) of a request line cut short (by
+    the capture's snaplen), or None when it is not plausibly one: a known method and
+    white space must have been seen. A last word that is the beginning of "HTTP/1.x"
+    is taken for the cut version, not part of the target.
+    """
+    if line[-1:] == "\r":
+        line = line[:-1]
+    m = _CUT_REQUEST.match(line)
+    if m is None:
+        return None
+    method, target = m.groups()
+    target = target.rstrip(" \t")
+    version = None
+    i = max(target.rfind(" "), target.rfind("\t"))
+    if i >= 0:
+        tail = target[i + 1:]
+        if _VERSION_PREFIX.match(tail) is not None:
+            if len(tail) == 8:
+                version = tail
+            target = target[:i].rstrip(" \t")
+    return method, target, version
 
 
 def parse_length(value: str) -> int:

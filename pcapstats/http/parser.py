@@ -11,19 +11,39 @@ pairing. The client bytes sent after a CONNECT or Upgrade request are held
 from __future__ import annotations
 
 from collections import deque
+from typing import cast
 
 from ..records import HttpExchange
 from .framing import (BODY, CHUNK_SIZE, DEAD, HEAD, HOLD, IDLE, UNTIL_CLOSE, DirectionReader,
                       Pending)
-from .headers import (H2_PREFACE_LINE, REQUEST_PREFIX, STATUS_LINE, default_connection,
-                      find_request_line, find_status_line, is_chunked, parse_fields,
+from .headers import (H2_PREFACE_LINE, REQUEST_PREFIX, STATUS_LINE, find_request_line,
+                      find_status_line, is_chunked, parse_cut_request_line, parse_fields,
                       parse_length, parse_request_line, status_prefix_ok)
+
+UNKNOWN_VERSION = "unknown"
+"""HttpExchange.version of a request whose request line was cut before its version."""
+
+RequestInfo = tuple[str | None, str | None, str | None, str | None, str | None, str,
+                    str | None, str | None]
+"""What a request's header fields tell the parser: Host, Cookie, X-Forwarded-For,
+User-Agent, Connection, Upgrade (or ""), Transfer-Encoding, Content-Length."""
+
+_NO_INFO: RequestInfo = (None, None, None, None, None, "", None, None)   # a truncated head
+_NO_FIELDS: dict[str, str] = {}     # the fields of a truncated response head (only ever read)
+
+
+def _request_info(fields: dict[str, str]) -> RequestInfo:
+    get = fields.get
+    return (get("host"), get("cookie"), get("x-forwarded-for"), get("user-agent"),
+            get("connection"), get("upgrade", ""), get("transfer-encoding"),
+            get("content-length"))
 
 
 class RequestReader(DirectionReader):
     """Client to server: requests."""
 
-    __slots__ = ("pipe", "held", "held_bytes", "hold_for", "replaying")
+    __slots__ = ("pipe", "held", "held_bytes", "hold_for", "replaying", "last_rest",
+                 "last_info", "start_line")
 
     def __init__(self, stream: HttpStream, max_hdr: int) -> None:
         super().__init__(stream, max_hdr)
@@ -32,6 +52,11 @@ class RequestReader(DirectionReader):
         self.held_bytes = 0
         self.hold_for: Pending | None = None  # the CONNECT/Upgrade exchange we wait on
         self.replaying = False
+        # The header fields of the previous request, as text (from the end of its request
+        # line) and what they tell: a client on a persistent connection mostly repeats them.
+        self.last_rest = ""
+        self.last_info = _NO_INFO
+        self.start_line: tuple[str, str, str] | None = None  # parsed, once `nl` is set
 
     def _start(self, ts: int) -> None:
         self.msg_ts = ts
@@ -46,7 +71,9 @@ class RequestReader(DirectionReader):
         if i < 0:
             return REQUEST_PREFIX.match(buf, 0, 33) is not None
         line = buf[:i].decode("latin-1")
-        if parse_request_line(line) is not None:
+        start = parse_request_line(line)
+        if start is not None:
+            self.start_line = start
             self.nl = i
             if self.st.protocol == "unknown":
                 self.st.protocol = "http/1"
@@ -63,46 +90,69 @@ class RequestReader(DirectionReader):
         self.st._unanswered.append(Pending(None))
 
     def _on_head(self, block: bytes, ts: int, truncated: bool) -> bool:
-        lines = block.decode("latin-1").split("\n")
-        start = parse_request_line(lines[0])
-        st = self.st
+        text = block.decode("latin-1")
+        nl = text.find("\n")
+        # a head that came in pieces had its request line parsed already
+        start = self.start_line if self.nl >= 0 else None
         if start is None:
-            if lines[0].rstrip() == H2_PREFACE_LINE:
-                st._become("h2c", ts)
-                return True
+            line = text[:nl] if nl >= 0 else text
+            start = parse_request_line(line)
+            if start is None:
+                if line.rstrip() == H2_PREFACE_LINE:
+                    self.st._become("h2c", ts)
+                    return True
+                return False
+        if truncated:
+            self._request(ts, start[0], start[1], start[2], _NO_INFO, "", True)
+            return True
+        rest = self.last_rest
+        if len(text) - nl == len(rest) and text.startswith(rest, nl):
+            info = self.last_info       # parse_fields reads nothing before the first "\n"
+        else:
+            info = self.last_info = _request_info(parse_fields(text.split("\n")))
+            self.last_rest = text[nl:]
+        self._request(ts, start[0], start[1], start[2], info, text, False)
+        return True
+
+    def _cut_start(self, ts: int) -> bool:
+        start = parse_cut_request_line(self.buf.decode("latin-1"))
+        if start is None:
             return False
+        self.buf.clear()
+        self.gapped = True
         method, uri, version = start
-        fields = {} if truncated else parse_fields(lines)
+        self._request(ts, method, uri, version or UNKNOWN_VERSION, _NO_INFO, "", True)
+        return True
+
+    def _request(self, ts: int, method: str, uri: str, version: str, info: RequestInfo,
+                 head: str, truncated: bool) -> None:
+        """A request head (truncated: only its start line, or less) was read."""
+        st = self.st
         if st.protocol == "unknown":
             st.protocol = "http/1"
         # A new exchange (its response will be paired in order).
         st.requests += 1
-        st._depth += 1
+        depth = st._depth = st._depth + 1
         pipe = self.pipe
         if pipe:
             st.pipelined += 1
-        conn = fields.get("connection")
-        if conn is None:
-            conn = default_connection(version)
-        ex = HttpExchange(
-            st.conn_id, st._depth, method, uri, version,
-            host=fields.get("host"), ts_request=self.msg_ts, req_connection=conn,
-            cookie=fields.get("cookie"), xff=fields.get("x-forwarded-for"),
-            user_agent=fields.get("user-agent"), pipelined=pipe, headers=fields,
-            gap=self.gapped or self.resynced)
-        self.pend = pend = Pending(ex, method, fields.get("upgrade", ""))
+        host, cookie, xff, user_agent, conn, upgrade, te, cl = info
+        if conn is None and version != UNKNOWN_VERSION:
+            conn = "close" if version == "HTTP/1.0" else "keep-alive"
+        ex = HttpExchange(st.conn_id, depth, method, uri, version, host, self.msg_ts,
+                          None, None, None, None, 0, 0, conn, None, cookie, None, xff,
+                          user_agent, pipe, 0, self.gapped or self.resynced, head)
+        self.pend = pend = Pending(ex, method, upgrade)
         st._open.append(pend)
         st._unanswered.append(pend)
         self.resynced = False
         if not truncated:
-            te = fields.get("transfer-encoding")
             if te is not None:
                 if is_chunked(te):
                     self.chunked = True
                     self.state = CHUNK_SIZE
-                    return True
+                    return
             else:
-                cl = fields.get("content-length")
                 if cl is None:
                     size = 0
                 elif cl.isdecimal() and len(cl) < 19:
@@ -112,14 +162,22 @@ class RequestReader(DirectionReader):
                 if size > 0:
                     self.state = BODY
                     self.remaining = size
-                    return True
+                    return
                 if size == 0:
-                    self._end(ts)
-                    return True
+                    if pend.connect or pend.upgrade:
+                        self._end(ts)
+                        return
+                    # what _end(ts) does for a whole head without a body, not a tunnel
+                    # and not answered yet (ex.gap, body and chunked are already right)
+                    self.pend = None
+                    ex.ts_request_end = ts
+                    pend.req_done = True
+                    self.state = IDLE
+                    self.gapped = False
+                    return
             st.malformed += 1           # unusable framing: TE without chunked, bad length
         self._end(ts)
         self._resync_if_idle(True)
-        return True
 
     def _end(self, ts: int) -> None:
         pend = self.pend
@@ -205,9 +263,19 @@ class ResponseReader(DirectionReader):
     def _lost_start(self) -> None:
         self.st._lost_response()
 
+    def _cut_start(self, ts: int) -> bool:
+        # a status line cut short still tells the status once its three digits are seen
+        if STATUS_LINE.match(self.buf.decode("latin-1")) is None:
+            return False
+        block = bytes(self.buf) + b"\n"
+        self.buf.clear()
+        self.gapped = True
+        return self._on_head(block, ts, True)
+
     def _on_head(self, block: bytes, ts: int, truncated: bool) -> bool:
-        lines = block.decode("latin-1").split("\n")
-        m = STATUS_LINE.match(lines[0])
+        text = block.decode("latin-1")
+        nl = text.find("\n")
+        m = STATUS_LINE.match(text, 0, nl if nl >= 0 else len(text))
         if m is None:
             return False
         st = self.st
@@ -215,9 +283,13 @@ class ResponseReader(DirectionReader):
             st.protocol = "http/1"
         version, code_s = m.groups()
         code = int(code_s)
-        fields = {} if truncated else parse_fields(lines)
+        if truncated:
+            fields = _NO_FIELDS
+            text = ""
+        else:
+            fields = parse_fields(text.split("\n"))
         u = st._unanswered
-        if 100 <= code < 200 and code != 101:
+        if code < 200 and code >= 100 and code != 101:
             st.interim_responses += 1
             if u and u[0].ex is not None:
                 u[0].ex.interim += 1
@@ -235,7 +307,7 @@ class ResponseReader(DirectionReader):
             ex = pend.ex
             ex.status = code
             ex.ts_response = self.msg_ts
-            ex.response_headers = fields
+            ex.response_head = text
             conn = fields.get("connection")
             if conn is None:
                 conn = "close" if version == "HTTP/1.0" else "keep-alive"
@@ -384,14 +456,22 @@ class HttpStream:
         """End of the connection or capture: finish what can be, emit everything left."""
         if self._closed:
             return
-        self._req.finish(ts_ns)
-        self._resp.finish(ts_ns)
+        # a reader between messages has nothing to finish (and is dropped below)
+        req, resp = self._req, self._resp
+        if req.state != IDLE or req.pend is not None:
+            req.finish(ts_ns)
+        if resp.state != IDLE or resp.pend is not None:
+            resp.finish(ts_ns)
         self._closed = True
         for p in self._open:
             if p.ex is not None:
                 self._out.append(p.ex)
         self._open.clear()
         self._unanswered.clear()
+        # a closed connection may linger (and its exchanges wait for take()): keep only
+        # those and the counters; input from now on goes to a reader that ignores it
+        self._req = cast(RequestReader, _CLOSED)
+        self._resp = cast(ResponseReader, _CLOSED)
 
     def take(self) -> list[HttpExchange]:
         """Exchanges finished since the last call, in request order."""
@@ -435,3 +515,19 @@ class HttpStream:
             op.popleft()
             assert p.ex is not None
             out.append(p.ex)
+
+
+class _ClosedReader(DirectionReader):
+    """Both directions of every closed HttpStream: feed and gap do nothing."""
+
+    __slots__ = ()
+
+    def feed(self, ts: int, data: bytes) -> None:
+        pass
+
+    def gap(self, ts: int, nbytes: int) -> None:
+        pass
+
+
+_CLOSED = _ClosedReader(None, 64)   # type: ignore[arg-type]
+_CLOSED.state = DEAD
