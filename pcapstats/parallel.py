@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 from .ingest.readers import _PCAP_MAGICS, FileInfo, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
@@ -156,7 +155,6 @@ def run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResul
         ctx.finish()
     refuse = next((f"{i.path}: {i.unsplittable}" for i in infos.values() if i.unsplittable),
                   None)
-    res.files = []
     return PartResult(index, res, infos, ctx.positions, table.handoffs, ts_range, refuse)
 
 
@@ -468,9 +466,3 @@ def _on_dask(client, layout: list[list[Segment]], opts: Options) -> list[PartRes
     futures = [client.submit(run_part, i, layout, opts, pure=False)
                for i in range(len(layout))]
     return client.gather(futures)
-
-
-def describe(layout: list[list[Segment]] | None) -> list[dict[str, Any]]:
-    """The parts of a plan as plain dicts (for ``--verbose`` output and tests)."""
-    return [[{"path": s.path, "start": s.start, "stop": s.stop} for s in p]
-            for p in (layout or [])]

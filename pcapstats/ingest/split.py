@@ -31,7 +31,7 @@ def boundary_after(path: str, target: int) -> int | None:
         with open(path, "rb") as f:
             head = f.read(64)
             if head[:4] in _PCAP_MAGICS:
-                check, tag = _pcap_checker(head), None
+                check, tag = _pcap_checker(head)
             elif head[:4] == _PCAPNG_SHB and len(head) >= 12:
                 check, tag = _pcapng_checker(head)
             else:
@@ -60,7 +60,7 @@ def boundary_after(path: str, target: int) -> int | None:
 def _pcap_checker(head: bytes):
     endian, ts_mult, rec_len = _PCAP_MAGICS[head[:4]]
     if len(head) < 24 + rec_len:
-        return None
+        return None, None
     snaplen = struct.unpack_from(endian + "I", head, 16)[0]
     limit = max(MAX_RECORD, snaplen if snaplen < (1 << 24) else 0)
     first_sec = struct.unpack_from(endian + "I", head, 24)[0]
@@ -80,7 +80,7 @@ def _pcap_checker(head: bytes):
             off += rec_len + incl
         return True
 
-    return check
+    return check, None      # no tag to search for: every offset is tried
 
 
 def _pcapng_checker(head: bytes):
