@@ -44,7 +44,8 @@ def test_fast_path_equals_general_path_on_captures() -> None:
             hits += _same_decoding(read_capture(str(path), FileInfo(str(path)), []))
         except PcapstatsError:
             continue
-    assert hits > 1000
+    # the samples alone take the fast path 374 times; the shared captures add thousands
+    assert hits > (1000 if SHARED.is_dir() else 300)
 
 
 def _frame(vihl=0x45, total=None, frag=0, proto=6, doff=0x50, flags=0x18,
