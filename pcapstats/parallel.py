@@ -143,7 +143,8 @@ def run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResul
     try:
         for seg in parts[index]:
             info = infos.setdefault(seg.file, FileInfo(seg.path))
-            records = read_capture(seg.path, info, res.problems, seg.start, seg.stop)
+            records = read_capture(seg.path, info, res.problems, seg.start, seg.stop,
+                                   decoded=True)
             if many_files:
                 records = _ts_tracked(records, seg.file, ts_range)
             ctx.consume(records, (index << PART_SHIFT) + res.packets, None, 0)

@@ -136,7 +136,7 @@ def run(paths: list[str], opts: Options) -> RunResult:
     """Analyse ``paths`` in this process, record by record."""
     res = RunResult([], [], [], [])
     ctx = RunContext(res, opts)
-    records = read_captures(paths, res.files, res.problems)
+    records = read_captures(paths, res.files, res.problems, decoded=True)
     total = sum(_size(p) for p in paths)
     try:
         ctx.consume(records, 0, opts.progress, total)
@@ -173,7 +173,8 @@ class RunContext:
         self.decoder = Decoder()
 
     def consume(self, records, base: int, progress, total: int) -> None:
-        """Process ``records``; record ``i`` of them is at position ``base + i``."""
+        """Process ``records`` (read with ``decoded=True``); record ``i`` of them is at
+        position ``base + i``."""
         res = self.res
         files = res.files
         table = self.table
@@ -185,8 +186,9 @@ class RunContext:
         wire, cap = res.wire_bytes, res.captured_bytes
         first, last = res.first_ts, res.last_ts
         pos = base - 1
+        fast = 0
         try:
-            for ts, lt, data, orig in records:
+            for ts, lt, data, orig, r in records:
                 npk += 1
                 pos += 1
                 wire += orig
@@ -198,9 +200,12 @@ class RunContext:
                 elif ts < first:
                     first = ts
                 linktypes[lt] = linktypes.get(lt, 0) + 1
-                r = decode(lt, data, orig, ts)
                 if r is None:
-                    continue
+                    r = decode(lt, data, orig, ts)
+                    if r is None:
+                        continue
+                else:           # decoded by the C record loop (an IPv4 packet)
+                    fast += 1
                 if r[0] == 6:
                     tcp += 1
                     table.pos = pos
@@ -213,6 +218,7 @@ class RunContext:
                 if progress is not None and not npk & 0x3FFF:
                     progress(sum(f.bytes_read for f in files), total)
         finally:
+            self.decoder.count_fast(fast)
             res.packets, res.tcp_packets, res.udp_packets = npk, tcp, nudp
             res.wire_bytes, res.captured_bytes = wire, cap
             res.first_ts, res.last_ts = first, last

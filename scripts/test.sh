@@ -5,13 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages: tshark (differential tests), tcpdump/haproxy/nginx/wrk/curl
-# (real-traffic recordings), chromium (the HTML report is opened headless).
+# (real-traffic recordings), chromium (the HTML report is opened headless), gcc and the
+# Python headers (the install builds the C record loop, pcapstats/_fastpcap.c).
 need=()
 for pair in tshark:tshark tcpdump:tcpdump haproxy:haproxy nginx:nginx wrk:wrk curl:curl \
-            chromium:chromium openssl:openssl; do
+            chromium:chromium openssl:openssl gcc:gcc; do
     bin=${pair%%:*}; pkg=${pair##*:}
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("$pkg")
 done
+python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(
+    os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "installing Debian packages: ${need[*]}"

@@ -82,6 +82,10 @@ class Decoder:
         self.stats.ip_versions = {4: self._v4, 6: self._v6}
         self.defrag.finish()
 
+    def count_fast(self, n: int) -> None:
+        """``n`` packets were decoded on the fast path by the C record loop."""
+        self._v4 += n
+
     def decode(self, linktype: int, data: bytes, orig_len: int, ts: int) -> tuple | None:
         """Decode one record; see the module docstring for the result."""
         n = len(data)

@@ -22,11 +22,16 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from ..errors import CaptureFormatError
 
 Record = tuple[int, int, bytes, int]
+
+try:    # the C record loop, built at install when a compiler is there (setup.py)
+    from .._fastpcap import scan as _scan
+except ImportError:     # pragma: no cover - the pure-Python loop gives the same records
+    _scan = None
 
 WINDOW = 1 << 20
 #: A record larger than this is a lying length field (libpcap's own ceiling is 256 KiB).
@@ -180,8 +185,13 @@ class _Prepend:
 
 
 def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
-                 start: int | None = None, stop: int | None = None) -> Iterator[Record]:
+                 start: int | None = None, stop: int | None = None,
+                 decoded: bool = False) -> Iterator[Any]:
     """Yield the records of one capture file; see the module docstring.
+
+    ``decoded``: yield ``(ts_ns, linktype, data, orig_len, fast)`` instead, where
+    ``fast`` is what :meth:`Decoder.decode` gives for the packet when the C record
+    loop decoded it already (Ethernet/IPv4/TCP), else None (the pipeline's form).
 
     ``start``/``stop`` read one part of an uncompressed file: the records from the
     record boundary ``start`` (after the file's header) to the boundary ``stop``.
@@ -206,9 +216,13 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
                 raise CaptureFormatError(path, 0, "too short to be a capture")
             magic = win.buf[win.pos:win.pos + 4]
             if magic in _PCAP_MAGICS:
-                yield from _read_pcap(path, win, magic, info, problems, bounds)
+                yield from _read_pcap(path, win, magic, info, problems, bounds, decoded)
             elif magic == _PCAPNG_SHB:
-                yield from _read_pcapng(path, win, info, problems, bounds)
+                if decoded:
+                    for rec in _read_pcapng(path, win, info, problems, bounds):
+                        yield rec + (None,)
+                else:
+                    yield from _read_pcapng(path, win, info, problems, bounds)
             else:
                 raise CaptureFormatError(
                     path, 0, f"not a pcap or pcapng capture (starts with {magic.hex()})")
@@ -245,7 +259,7 @@ def _stop(path: str, offset: int, problem: str, info: FileInfo,
 
 
 def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
-               problems: list[ReadProblem], bounds: tuple) -> Iterator[Record]:
+               problems: list[ReadProblem], bounds: tuple, decoded: bool) -> Iterator[Any]:
     endian, ts_mult, rec_len = _PCAP_MAGICS[magic]
     info.format = "pcap-nsec" if ts_mult == 1 else "pcap"
     if not win.fill(24):
@@ -262,8 +276,21 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     hdr = struct.Struct(endian + "IIII")
     unpack = hdr.unpack_from
     records = 0
+    scan = _scan if decoded else None
+    big = endian == ">"
     try:
         while True:
+            if scan is not None:
+                # the C loop takes every ordinary record of the window; this loop below
+                # takes the one it stopped at (refill, fault, stop offset, end)
+                win.pos, batch = scan(win.buf, win.pos, stop - win.base, big, ts_mult,
+                                      rec_len, linktype, limit, 4096)
+                for rec in batch:
+                    records += 1
+                    yield rec
+                if batch:
+                    info.records = records
+                    continue
             buf, pos = win.buf, win.pos
             if win.base + pos >= stop:
                 if win.base + pos > stop:
@@ -301,8 +328,12 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
             win.pos = end
             records += 1
             info.records = records
-            yield (sec * 1_000_000_000 + frac * ts_mult, linktype,
-                   buf[pos + rec_len:end], orig)
+            if decoded:
+                yield (sec * 1_000_000_000 + frac * ts_mult, linktype,
+                       buf[pos + rec_len:end], orig, None)
+            else:
+                yield (sec * 1_000_000_000 + frac * ts_mult, linktype,
+                       buf[pos + rec_len:end], orig)
     finally:
         info.records = records
         info.bytes_read = win.offset
@@ -485,8 +516,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
         info.bytes_read = win.offset
 
 
-def read_captures(paths: list[str], infos: list[FileInfo],
-                  problems: list[ReadProblem]) -> Iterator[Record]:
+def read_captures(paths: list[str], infos: list[FileInfo], problems: list[ReadProblem],
+                  decoded: bool = False) -> Iterator[Any]:
     """Records of several files merged in timestamp order (rotated captures).
 
     ``infos`` receives one :class:`FileInfo` per path, in order. A file that
@@ -497,13 +528,14 @@ def read_captures(paths: list[str], infos: list[FileInfo],
     if len(paths) == 1:
         info = FileInfo(paths[0])
         infos.append(info)
-        return read_capture(paths[0], info, problems)
+        return read_capture(paths[0], info, problems, decoded=decoded)
     failures: list[CaptureFormatError] = []
     gens = []
     for path in paths:
         info = FileInfo(path)
         infos.append(info)
-        gens.append(_guarded(read_capture(path, info, problems), info, problems, failures))
+        gens.append(_guarded(read_capture(path, info, problems, decoded=decoded), info, problems,
+                             failures))
     return _all_or_raise(heapq.merge(*gens, key=_ts_of), len(paths), failures)
 
 

@@ -1,0 +1,164 @@
+"""The C record loop (pcapstats/_fastpcap.c) gives exactly the records and the
+decoding that the pure-Python reader and decoder give: record by record on the
+samples, the shared captures and crafted files (both byte orders, nanosecond and
+modified pcap, snaplen cuts, lying lengths, truncation, parts), and result by
+result on whole runs."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+import pcapstats.ingest.readers as readers
+from pcapstats.errors import PcapstatsError
+from pcapstats.ingest import Decoder, FileInfo, read_capture
+from pcapstats.pipeline import Options, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "captures"
+C_SCAN = readers._scan
+
+
+def test_the_c_loop_is_built() -> None:
+    """The install builds it (setup.py); without it the tool is about 30% slower."""
+    assert C_SCAN is not None, "pcapstats._fastpcap is missing: reinstall with a C compiler"
+
+
+def _captures() -> list[Path]:
+    out = sorted((ROOT / "samples").glob("*.pcap*"))
+    if SHARED.is_dir():
+        out += sorted(p for p in SHARED.iterdir() if p.is_file())
+    return out
+
+
+def _records(path: str, c: bool, **kw) -> tuple[list, list, dict]:
+    saved = readers._scan
+    readers._scan = C_SCAN if c else None
+    info, problems = FileInfo(path), []
+    try:
+        recs = list(read_capture(path, info, problems, decoded=True, **kw))
+        err = None
+    except PcapstatsError as exc:
+        recs, err = [], str(exc)
+    finally:
+        readers._scan = saved
+    state = {k: getattr(info, k) for k in ("records", "bytes_read", "stopped_at",
+                                          "unsplittable", "format")}
+    return recs, [repr(p) for p in problems] + [err], state
+
+
+def _check_same(path: str, **kw) -> int:
+    """Same records and faults either way; the C loop's decoding equals the decoder's."""
+    c_recs, c_probs, c_state = _records(path, True, **kw)
+    py_recs, py_probs, py_state = _records(path, False, **kw)
+    assert (c_probs, c_state) == (py_probs, py_state), path
+    assert len(c_recs) == len(py_recs), path
+    decoder = Decoder()
+    decoded = 0
+    for a, b in zip(c_recs, py_recs):
+        assert a[:4] == b[:4] and b[4] is None, path
+        if a[4] is not None:
+            decoded += 1
+            assert a[4] == decoder.decode(a[1], a[2], a[3], a[0]), (path, a[2].hex())
+    return decoded
+
+
+def test_same_records_on_captures() -> None:
+    decoded = sum(_check_same(str(p)) for p in _captures())
+    assert decoded > (1000 if SHARED.is_dir() else 300)
+
+
+def _pcap(records: list[tuple[int, int, bytes, int]], magic: bytes = b"\xd4\xc3\xb2\xa1",
+          snaplen: int = 65535, linktype: int = 1) -> bytes:
+    endian = ">" if magic == b"\xa1\xb2\xc3\xd4" else "<"
+    out = [magic + struct.pack(endian + "HHiIII", 2, 4, 0, 0, snaplen, linktype)]
+    for sec, frac, data, orig in records:
+        out.append(struct.pack(endian + "IIII", sec, frac, len(data), orig))
+        if magic == b"\x34\xcd\xb2\xa1":
+            out.append(b"\x00" * 8)
+        out.append(data)
+    return b"".join(out)
+
+
+def _tcp(payload: bytes = b"GET / HTTP/1.1\r\n\r\n", flags: int = 0x18, doff: int = 0x50,
+         total: int | None = None) -> bytes:
+    hl = (doff >> 4) * 4
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 7, 9, doff, flags, 0, 0, 0) + b"\x02" * (hl - 20)
+    ip_len = 20 + len(tcp) + len(payload) if total is None else total
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 1, 0x4000, 64, 6, 0,
+                     b"\x7f\x00\x00\x01", b"\x7f\x00\x00\x02")
+    return b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
+
+
+def _variety() -> list[tuple[int, int, bytes, int]]:
+    full = _tcp()
+    return [
+        (1_700_000_000, 1, full, len(full)),
+        (1_700_000_000, 2, full[:60], len(full)),                 # cut by the snaplen
+        (1_700_000_001, 999_999, _tcp(b"", 0x02, 0x80), 66),    # a SYN with options
+        (4_294_967_295, 4_294_967_295, full, len(full)),       # the largest timestamp
+        (5, 0, b"\x00" * 12 + b"\x86\xdd" + b"\x00" * 40, 54),   # IPv6: the Python decoder
+        (6, 0, b"\x01\x02", 2),                                   # a runt
+        (7, 0, _tcp(total=2000), 2014),                           # IP length past the frame
+    ]
+
+
+@pytest.mark.parametrize("magic", [b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",
+                                   b"\x4d\x3c\xb2\xa1", b"\x34\xcd\xb2\xa1"])
+def test_same_records_on_crafted_files(tmp_path: Path, magic: bytes) -> None:
+    path = tmp_path / "v.pcap"
+    path.write_bytes(_pcap(_variety() * 3, magic))
+    assert _check_same(str(path)) == 15
+
+
+@pytest.mark.parametrize("tail, problem", [
+    (struct.pack("<IIII", 1, 0, 300000, 300000), "larger than the snaplen"),
+    (struct.pack("<IIII", 1, 0, 0, 0), "length 0"),
+    (struct.pack("<IIII", 1, 0, 100, 100) + b"x" * 10, "truncated"),
+    (b"\x01\x02\x03", "header is truncated"),
+])
+def test_faults_after_ordinary_records(tmp_path: Path, tail: bytes, problem: str) -> None:
+    """The C loop stops before a record it is not sure of; Python reports the fault."""
+    path = tmp_path / "f.pcap"
+    path.write_bytes(_pcap(_variety() * 50, snaplen=65535) + tail)
+    assert _check_same(str(path)) == 250
+    _, probs, state = _records(str(path), True)
+    assert problem in probs[0] and state["records"] == 350
+
+
+def test_windows_and_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records that straddle window refills, and parts that start and stop mid-file."""
+    monkeypatch.setattr(readers, "WINDOW", 4096)
+    path = tmp_path / "w.pcap"
+    recs = _variety() * 400
+    path.write_bytes(_pcap(recs))
+    # after each refill the Python loop reads one record itself (undecoded)
+    assert 1800 < _check_same(str(path)) < 2000
+    # the part boundaries: the offsets of records 700 and 2100
+    offsets, off = [], 24
+    for _, _, data, _ in recs:
+        offsets.append(off)
+        off += 16 + len(data)
+    assert 900 < _check_same(str(path), start=offsets[700], stop=offsets[2100]) <= 1000
+    # a stop that is not a record boundary: both loops flag the part as unsplittable
+    _check_same(str(path), start=offsets[700], stop=offsets[2100] + 3)
+
+
+def _snapshot(path: str) -> tuple:
+    r = run([path], Options())
+    return (r.packets, r.tcp_packets, r.udp_packets, r.wire_bytes, r.captured_bytes,
+            r.first_ts, r.last_ts, r.linktypes, r.connections, [repr(e) for e in r.exchanges],
+            r.decode, [repr(p) for p in r.problems])
+
+
+def test_whole_runs_are_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    for path in sorted((ROOT / "samples").glob("*.pcap*")):
+        if path.name.startswith("broken"):
+            continue
+        with_c = _snapshot(str(path))
+        monkeypatch.setattr(readers, "_scan", None)
+        without = _snapshot(str(path))
+        monkeypatch.setattr(readers, "_scan", C_SCAN)
+        assert with_c == without, path.name
