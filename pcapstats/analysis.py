@@ -13,13 +13,16 @@ if TYPE_CHECKING:   # pragma: no cover
     import pandas as pd
 
 _OPTION_NAMES = {f.name for f in fields(Options)}
+_AFFINITY_ROWS = {"sessions": "session_rows", "backends": "backend_rows",
+                  "breaks": "break_rows"}
 
 
 class Analysis:
     """The result of analysing one or more capture files.
 
     ``summary`` is a plain JSON-serialisable dict; the tables are pandas
-    DataFrames built on first access (columns documented in ``frames.py``).
+    DataFrames built on first access (columns documented in ``frames.py``)
+    from the row dicts that :meth:`rows` returns without pandas.
     """
 
     def __init__(self, result: RunResult, conn_rows: list[dict], request_rows: list[dict],
@@ -31,6 +34,18 @@ class Analysis:
         self.summary = summary
         self._frames: dict[str, pd.DataFrame] = {}
 
+    def rows(self, name: str) -> list[dict]:
+        """The row dicts table ``name`` is built from ("connections", "requests",
+        "sessions", "backends" or "breaks"), in table order; no pandas. Shared, not
+        copied: read them, do not change them. Missing keys mean nulls."""
+        if name == "connections":
+            return self._conn_rows
+        if name == "requests":
+            return self._request_rows
+        if name not in _AFFINITY_ROWS:
+            raise KeyError(f"no table {name!r}")
+        return getattr(self._affinity, _AFFINITY_ROWS[name]) if self._affinity else []
+
     def _frame(self, name: str, rows: Iterable[dict]) -> "pd.DataFrame":
         if name not in self._frames:
             from . import frames
@@ -40,27 +55,27 @@ class Analysis:
     @property
     def connections(self) -> "pd.DataFrame":
         """One row per TCP connection."""
-        return self._frame("connections", self._conn_rows)
+        return self._frame("connections", self.rows("connections"))
 
     @property
     def requests(self) -> "pd.DataFrame":
         """One row per HTTP request (with its response)."""
-        return self._frame("requests", self._request_rows)
+        return self._frame("requests", self.rows("requests"))
 
     @property
     def sessions(self) -> "pd.DataFrame":
         """One row per client session (see ``summary['affinity']['session_key']``)."""
-        return self._frame("sessions", self._affinity.session_rows if self._affinity else [])
+        return self._frame("sessions", self.rows("sessions"))
 
     @property
     def backends(self) -> "pd.DataFrame":
         """One row per backend."""
-        return self._frame("backends", self._affinity.backend_rows if self._affinity else [])
+        return self._frame("backends", self.rows("backends"))
 
     @property
     def breaks(self) -> "pd.DataFrame":
         """One row per persistence break."""
-        return self._frame("breaks", self._affinity.break_rows if self._affinity else [])
+        return self._frame("breaks", self.rows("breaks"))
 
     def tables(self) -> dict[str, "pd.DataFrame"]:
         return {"connections": self.connections, "requests": self.requests,

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page (inline CSS and SVG, no script, no fetch).
 
 Sections and wording follow the terminal report (``render.py``); the figures
-come from ``Analysis.summary``, the plots from the tables. Every string that
+come from ``Analysis.summary``, the plots from the tables' row dicts
+(``Analysis.rows``: no pandas, no DataFrame is built). Every string that
 came from a capture goes through :func:`svg.esc` (``html.escape`` with
 quotes) wherever it lands: text, attribute values and SVG ``<title>``
 tooltips. The page has no ``<script>``, no event attribute, no style built
@@ -10,7 +11,9 @@ from data, and a Content-Security-Policy that forbids scripts and fetches.
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -109,10 +112,9 @@ def _section(sid: str, title: str, body: str) -> str:
     return f'<section id="{sid}"><h2>{esc(title)}</h2>{body}</section>'
 
 
-def _none(v: Any) -> Any:
-    """pandas NA / NaN / NaT → None."""
-    import pandas as pd
-    return None if v is None or (not isinstance(v, (str, bytes)) and pd.isna(v)) else v
+def _na(v: Any) -> Any:
+    """A value as a DataFrame cell prints it: a null as ``<NA>``."""
+    return "<NA>" if v is None else v
 
 
 # ----------------------------------------------------------------- the page
@@ -244,16 +246,18 @@ def _http(s: dict[str, Any], analysis: Any) -> str:
     plot = svg.histogram(h["requests_per_connection_histogram"])
     return (table + _figure(plot, f"Connections that carried HTTP requests: {cwr:,}; "
                                   "connections with 10 or more requests share the last bar.")
-            + _hosts(analysis.requests, h["requests"]))
+            + _hosts(analysis.rows("requests"), h["requests"]))
 
 
-def _hosts(reqs: Any, total: int) -> str:
-    """The busiest Host headers, with their share of the requests."""
-    counts = reqs["host"].astype("object").fillna("(no Host header)").value_counts()
-    if not len(counts):
+def _hosts(reqs: list[dict], total: int) -> str:
+    """The busiest Host headers, with their share of the requests (ties in order
+    of first appearance)."""
+    counts = Counter("(no Host header)" if (h := r.get("host")) is None else h
+                     for r in reqs).most_common()
+    if not counts:
         return ""
-    rows = [[f"<code>{esc(host, 100)}</code>", f"{int(n):,}", _share(int(n), total)]
-            for host, n in counts.head(10).items()]
+    rows = [[f"<code>{esc(host, 100)}</code>", f"{n:,}", _share(n, total)]
+            for host, n in counts[:10]]
     note = f" (top 10 of {len(counts):,})" if len(counts) > 10 else ""
     return f"<h3>Requests by Host{note}</h3>" + _grid(
         ["Host", "requests", "share (requests/all)"], rows, {1, 2})
@@ -347,21 +351,23 @@ def _top_breaks(a: dict[str, Any], analysis: Any, t0: int | None) -> str:
     out = (f"<p class=\"muted\">The {len(rows)} sessions with the most breaks, of "
            f"{a['breaks']:,} breaks in all.</p>"
            + _grid(["session", "req", "breaks", "backends", "first cause"], rows, {1, 2}))
-    brk, reqs = analysis.breaks.head(20), analysis.requests
-    if not len(brk):
+    breaks, reqs = analysis.rows("breaks"), analysis.rows("requests")
+    brk = breaks[:20]
+    if not brk:
         return out
     detail = []
-    for (_, b), t in zip(brk.iterrows(), _seconds(brk["ts"], _origin(analysis, t0))):
-        i = _none(b["request_index"])
-        r = ({k: _none(v) for k, v in reqs.iloc[int(i)].items()}
-             if i is not None and 0 <= int(i) < len(reqs) else {})
-        detail.append([_num(t, 3), f"<code>{esc(b['session'], 40)}</code>",
-                       esc(f"{b['from_backend']} → {b['to_backend']}", 120),
-                       esc(_none(b["cause"]) or "unknown", 30),
+    origin = _origin(analysis, t0)
+    for b in brk:
+        t = _second(b.get("ts"), origin)
+        i = b.get("request_index")
+        r = reqs[int(i)] if i is not None and 0 <= int(i) < len(reqs) else {}
+        detail.append([_num(t, 3), f"<code>{esc(_na(b.get('session')), 40)}</code>",
+                       esc(f"{_na(b.get('from_backend'))} → {_na(b.get('to_backend'))}", 120),
+                       esc(b.get("cause") or "unknown", 30),
                        esc(f"{r.get('method') or ''} {r.get('host') or ''} {r.get('uri') or ''}",
                            160), esc(r.get("user_agent") or "", 80),
                        esc(r.get("cookie") or "(no Cookie header)", 160)])
-    more = f"the first 20 of {len(analysis.breaks):,}" if len(analysis.breaks) > 20 else "all"
+    more = f"the first 20 of {len(breaks):,}" if len(breaks) > 20 else "all"
     return out + f"<h3>Persistence breaks ({more}), with the request that broke</h3>" + _grid(
         ["time (s)", "session", "from → to", "cause", "request", "User-Agent", "Cookie"],
         detail, {0})
@@ -376,62 +382,85 @@ def _warnings(warnings: list[str]) -> str:
 
 # ----------------------------------------------------------------- plot data
 
-def _seconds(series: Any, t0: Any) -> list[float | None]:
-    """Timestamps → seconds since t0 (None where missing)."""
-    vals = (series - t0).dt.total_seconds().tolist()
-    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in vals]
+def _second(ts: int | None, t0: int | None) -> float | None:
+    """A timestamp (ns) → seconds since t0, as pandas' ``total_seconds`` rounds it:
+    whole seconds plus the fraction, kept off a whole second beyond 2**53 ns."""
+    if ts is None or t0 is None:
+        return None
+    d = ts - t0
+    whole, frac = divmod(d, 10**9)
+    v = whole + frac / 10**9
+    if frac and abs(d) > 2**53 and abs(whole) < 2**52:
+        if v == whole:
+            v = math.nextafter(v, math.inf)
+        elif v == whole + 1:
+            v = math.nextafter(v, -math.inf)
+    return v
 
 
-def _origin(analysis: Any, t0: int | None) -> Any:
-    import pandas as pd
+def _origin(analysis: Any, t0: int | None) -> int | None:
+    """Time zero (ns): the first packet, else the first connection's start (None
+    when no connection has one), else the epoch."""
     if t0 is not None:
-        return pd.Timestamp(int(t0), unit="ns", tz="UTC")
-    c = analysis.connections
-    return c["first_ts"].min() if len(c) else pd.Timestamp(0, unit="ns", tz="UTC")
+        return int(t0)
+    conns = analysis.rows("connections")
+    if not conns:
+        return 0
+    return min((c["first_ts"] for c in conns if c.get("first_ts") is not None), default=None)
+
+
+def _asc(v: Any) -> tuple[bool, Any]:
+    """A sort key part: ascending, nulls last."""
+    return (True, 0) if v is None else (False, v)
+
+
+def _busiest_connection(c: dict) -> tuple[Any, ...]:
+    """Most requests, then longest (nulls as 0), then by connection number."""
+    return -(c.get("requests") or 0), -(c.get("duration_ns") or 0), _asc(c.get("conn_id"))
 
 
 def _connection_lanes(analysis: Any, t0: int | None, n: int) -> tuple[list[svg.ConnLane], str]:
-    conns = analysis.connections
+    conns = analysis.rows("connections")
     origin = _origin(analysis, t0)
     if n > MAX_CONNECTION_ROWS:
-        ranked = conns.assign(_r=conns["requests"].fillna(0), _d=conns["duration_ns"].fillna(0))
-        ranked = ranked.sort_values(["_r", "_d", "conn_id"], ascending=[False, False, True])
-        conns = ranked.head(MAX_CONNECTION_ROWS)
+        conns = heapq.nsmallest(MAX_CONNECTION_ROWS, conns, key=_busiest_connection)
         caption = (f"Showing {len(conns):,} of {n:,} connections: the busiest (most requests), "
                    f"then the longest; rows sorted by start time")
     else:
         caption = f"All {n:,} connections, sorted by start time"
-    conns = conns.sort_values(["first_ts", "conn_id"])
-    reqs = analysis.requests
-    reqs = reqs[reqs["conn_id"].isin(conns["conn_id"])]
+    conns = sorted(conns, key=lambda c: (_asc(c.get("first_ts")), _asc(c.get("conn_id"))))
+    shown = {c.get("conn_id") for c in conns}
     busy: dict[int, list[tuple[float, float]]] = {}
     marks: dict[int, list[float]] = {}
-    if len(reqs):
-        end = reqs["ts_response_end"].fillna(reqs["ts_response"]).fillna(reqs["ts_request_end"])
-        for cid, a, b in zip(reqs["conn_id"].tolist(), _seconds(reqs["ts_request"], origin),
-                             _seconds(end, origin)):
-            if a is None:
-                continue
-            marks.setdefault(cid, []).append(a)
-            busy.setdefault(cid, []).append((a, b if b is not None and b >= a else a))
+    for r in analysis.rows("requests"):
+        cid = r.get("conn_id")
+        if cid not in shown:
+            continue
+        a = _second(r.get("ts_request"), origin)
+        if a is None:
+            continue
+        end = next((v for v in (r.get("ts_response_end"), r.get("ts_response"),
+                                r.get("ts_request_end")) if v is not None), None)
+        b = _second(end, origin)
+        marks.setdefault(cid, []).append(a)
+        busy.setdefault(cid, []).append((a, b if b is not None and b >= a else a))
     lanes = []
-    starts = _seconds(conns["first_ts"], origin)
-    ends = _seconds(conns["last_ts"], origin)
-    closes = _seconds(conns["close_ts"], origin)
-    for row, st, en, cl in zip(conns.to_dict("records"), starts, ends, closes):
-        row = {k: _none(v) for k, v in row.items()}
-        kind = ("reset" if row["close"] == "rst" else
-                row["closed_by"] if row["closed_by"] in ("client", "server") else "open")
+    for row in conns:
+        st, en, cl = (_second(row.get(k), origin) for k in ("first_ts", "last_ts", "close_ts"))
+        closed_by = row.get("closed_by")
+        kind = ("reset" if row.get("close") == "rst" else
+                closed_by if closed_by in ("client", "server") else "open")
         cid = int(row["conn_id"])
-        idle = row["idle_max_ns"]
-        before = row["idle_before_close_ns"]
-        tip = (f"connection {cid}: {row['client_ip']}:{row['client_port']} → "
-               f"{row['server_ip']}:{row['server_port']}; {row['requests'] or 0} request(s); "
+        idle = row.get("idle_max_ns")
+        before = row.get("idle_before_close_ns")
+        tip = (f"connection {cid}: {row.get('client_ip')}:{row.get('client_port')} → "
+               f"{row.get('server_ip')}:{row.get('server_port')}; "
+               f"{row.get('requests') or 0} request(s); "
                f"{_num(st, 3)} s to {_num(en, 3)} s; {svg.CLOSE_STYLE[kind][2]}"
                + (f" at {_num(cl, 3)} s" if cl is not None else "")
                + (f"; longest idle gap {idle / 1e6:,.1f} ms" if idle is not None else "")
                + (f"; idle before close {before / 1e6:,.1f} ms" if before is not None else "")
-               + f"; state {row['conn_state']} {row['history'] or ''}")
+               + f"; state {row.get('conn_state')} {row.get('history') or ''}")
         lanes.append(svg.ConnLane(label=esc(f"#{cid}"), tooltip=esc(tip, 600),
                                   start=st or 0.0, end=en if en is not None else st or 0.0,
                                   close=kind, close_at=cl, busy=busy.get(cid, []),
@@ -444,51 +473,57 @@ def _backend_colours(backends: list[dict[str, Any]]) -> dict[str, str]:
             for i, b in enumerate(backends[:len(svg.BACKEND_COLOURS)])}
 
 
+def _top_session(s: dict) -> tuple[Any, ...]:
+    """Most breaks, then most requests (nulls as 0), then by start and key."""
+    return (-(s.get("breaks") or 0), -(s.get("requests") or 0), _asc(s.get("first_ts")),
+            _asc(s.get("session")))
+
+
 def _session_lanes(analysis: Any, t0: int | None, colours: dict[str, str]
                    ) -> tuple[list[svg.SessionLane], list[tuple[str, str]], str]:
-    sessions = analysis.sessions
+    sessions = analysis.rows("sessions")
     n = len(sessions)
     if not n:
         return [], [], ""
     origin = _origin(analysis, t0)
-    ranked = sessions.assign(_b=sessions["breaks"].fillna(0), _r=sessions["requests"].fillna(0))
-    ranked = ranked.sort_values(["_b", "_r", "first_ts", "session"],
-                                ascending=[False, False, True, True]).head(MAX_SESSION_ROWS)
-    with_breaks = int((ranked["_b"] > 0).sum())
+    ranked = heapq.nsmallest(MAX_SESSION_ROWS, sessions, key=_top_session)
+    with_breaks = sum(1 for s in ranked if (s.get("breaks") or 0) > 0)
     what = (f"Showing {len(ranked):,} of {n:,} sessions" if n > len(ranked)
             else f"All {n:,} sessions")
     caption = (f"{what}: those with persistence breaks first ({with_breaks:,} shown, most "
                f"breaks first), then the sessions with the most requests")
-    keys = ranked["session"].tolist()
-    reqs = analysis.requests
-    reqs = reqs[reqs["session"].isin(keys)]
+    keys = {s.get("session") for s in ranked}
     dots: dict[str, list[tuple[float, str]]] = {}
     used: dict[str, str] = {}
-    for sess, t, backend in zip(reqs["session"].tolist(), _seconds(reqs["ts_request"], origin),
-                                reqs["backend"].tolist()):
+    for r in analysis.rows("requests"):
+        sess = r.get("session")
+        if sess not in keys:
+            continue
+        t = _second(r.get("ts_request"), origin)
         if t is None:
             continue
-        backend = _none(backend)
+        backend = r.get("backend")
         name = "unknown backend" if backend is None else str(backend)
         colour = colours.get(name, "#d0d0d0" if backend is None else svg.OTHER_COLOUR)
         used[name if name in colours or backend is None else "other backends"] = colour
         dots.setdefault(sess, []).append((t, colour))
-    brk = analysis.breaks
-    brk = brk[brk["session"].isin(keys)]
     marks: dict[str, list[tuple[float, str]]] = {}
-    for sess, t, fb, tb, cause in zip(brk["session"].tolist(), _seconds(brk["ts"], origin),
-                                      brk["from_backend"].tolist(), brk["to_backend"].tolist(),
-                                      brk["cause"].tolist()):
+    for b in analysis.rows("breaks"):
+        sess = b.get("session")
+        if sess not in keys:
+            continue
+        t = _second(b.get("ts"), origin)
         if t is not None:
-            tip = f"persistence break at {t:,.3f} s: {fb} → {tb} ({_none(cause) or 'unknown'})"
+            tip = (f"persistence break at {t:,.3f} s: {_na(b.get('from_backend'))} → "
+                   f"{_na(b.get('to_backend'))} ({b.get('cause') or 'unknown'})")
             marks.setdefault(sess, []).append((t, esc(tip, 400)))
     lanes = []
-    for row in ranked.to_dict("records"):
-        row = {k: _none(v) for k, v in row.items()}
-        sess = row["session"]
-        tip = (f"session {sess} ({row['key']}): {row['requests'] or 0} request(s), "
-               f"{row['backends'] or 0} backend(s), primary {row['primary_backend']}, "
-               f"{row['breaks'] or 0} break(s), {row['client_ips'] or 0} client address(es)")
+    for row in ranked:
+        sess = row.get("session")
+        tip = (f"session {sess} ({row.get('key')}): {row.get('requests') or 0} request(s), "
+               f"{row.get('backends') or 0} backend(s), primary {row.get('primary_backend')}, "
+               f"{row.get('breaks') or 0} break(s), {row.get('client_ips') or 0} "
+               f"client address(es)")
         lanes.append(svg.SessionLane(label=esc(sess, 24), tooltip=esc(tip, 600),
                                      dots=dots.get(sess, []), breaks=marks.get(sess, [])))
     order = {name: i for i, name in enumerate(colours)}
