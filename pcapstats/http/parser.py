@@ -11,6 +11,7 @@ pairing. The client bytes sent after a CONNECT or Upgrade request are held
 from __future__ import annotations
 
 from collections import deque
+from sys import intern
 from typing import cast
 
 from ..records import HttpExchange
@@ -32,11 +33,17 @@ _NO_INFO: RequestInfo = (None, None, None, None, None, "", None, None)   # a tru
 _NO_FIELDS: dict[str, str] = {}     # the fields of a truncated response head (only ever read)
 
 
+def _shared(value: str | None) -> str | None:
+    """One copy of a header value that many exchanges repeat (Host, User-Agent, Cookie...):
+    the exchanges kept until the end then cost memory per distinct value, not per request."""
+    return None if value is None else intern(value)
+
+
 def _request_info(fields: dict[str, str]) -> RequestInfo:
     get = fields.get
-    return (get("host"), get("cookie"), get("x-forwarded-for"), get("user-agent"),
-            get("connection"), get("upgrade", ""), get("transfer-encoding"),
-            get("content-length"))
+    return (_shared(get("host")), _shared(get("cookie")), _shared(get("x-forwarded-for")),
+            _shared(get("user-agent")), _shared(get("connection")), get("upgrade", ""),
+            get("transfer-encoding"), get("content-length"))
 
 
 class RequestReader(DirectionReader):
@@ -139,8 +146,8 @@ class RequestReader(DirectionReader):
         host, cookie, xff, user_agent, conn, upgrade, te, cl = info
         if conn is None and version != UNKNOWN_VERSION:
             conn = "close" if version == "HTTP/1.0" else "keep-alive"
-        ex = HttpExchange(st.conn_id, depth, method, uri, version, host, self.msg_ts,
-                          None, None, None, None, 0, 0, conn, None, cookie, None, xff,
+        ex = HttpExchange(st.conn_id, depth, intern(method), uri, intern(version), host,
+                          self.msg_ts, None, None, None, None, 0, 0, conn, None, cookie, None, xff,
                           user_agent, pipe, 0, self.gapped or self.resynced, head)
         self.pend = pend = Pending(ex, method, upgrade)
         st._open.append(pend)
@@ -308,11 +315,11 @@ class ResponseReader(DirectionReader):
             ex.status = code
             ex.ts_response = self.msg_ts
             ex.response_head = text
-            conn = fields.get("connection")
+            conn = _shared(fields.get("connection"))
             if conn is None:
                 conn = "close" if version == "HTTP/1.0" else "keep-alive"
             ex.resp_connection = conn
-            ex.set_cookie = fields.get("set-cookie")
+            ex.set_cookie = _shared(fields.get("set-cookie"))
             if self.gapped or self.resynced:
                 ex.gap = True
             pend.resolved = True
