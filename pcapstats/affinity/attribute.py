@@ -31,7 +31,8 @@ from typing import Any
 from ..errors import UsageError
 from ..records import HttpExchange
 from .cookies import (choose_session_cookie, classify_cookie, observe_cookies,
-                      cookie_pairs, parse_set_cookies, request_backend_cookie)
+                      cookie_pairs, header_backend_cookie, parse_set_cookies,
+                      request_backend_cookie)
 from .figures import reuse_figures
 from .matcher import match_requests
 from .persistence import RequestView, compute_persistence
@@ -101,7 +102,7 @@ def _cookie_backend(req: dict) -> str | None:
         if info is not None:
             return info.backend_label
     if req["cookie"]:
-        info = request_backend_cookie(cookie_pairs(req["cookie"]))
+        info = header_backend_cookie(req["cookie"])
         if info is not None:
             return info.backend_label
     return None
@@ -343,7 +344,7 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
 
 def _balancer_cookie_hint(req: dict, sess: str, last: dict[str, str]) -> str | None:
     """Why a request might change backend: its balancer cookie went missing or changed."""
-    info = request_backend_cookie(cookie_pairs(req["cookie"])) if req["cookie"] else None
+    info = header_backend_cookie(req["cookie"]) if req["cookie"] else None
     now = f"{info.name}={info.backend_label}" if info is not None else None
     before = last.get(sess)
     if now is not None:

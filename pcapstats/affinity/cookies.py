@@ -348,6 +348,21 @@ def request_backend_cookie(pairs: Iterable[tuple[str, str]]) -> CookieInfo | Non
     return labelled
 
 
+def header_backend_cookie(value: str) -> CookieInfo | None:
+    """`request_backend_cookie` of one Cookie header, cached like `cookie_pairs` (the
+    affinity layer asks it of every request, twice; CookieInfo is frozen)."""
+    if len(value) <= 1024:
+        return _header_backend_cookie_cached(value)
+    return request_backend_cookie(_cookie_pairs(value))
+
+
+def _header_backend_cookie(value: str) -> CookieInfo | None:
+    return request_backend_cookie(cookie_pairs(value))
+
+
+_header_backend_cookie_cached = functools.lru_cache(maxsize=1 << 14)(_header_backend_cookie)
+
+
 # --------------------------------------------------------------------------- choosing a session key
 
 def observe_cookies(cookie_headers: Iterable[str | None]) -> dict[str, tuple[int, int]]:
