@@ -63,7 +63,7 @@ class PartResult:
 
 MIN_PART = 1 << 20       # bytes: below this a part costs more than it saves
 #: The last part's extra share of the records (it has no follow mode to run).
-LAST_PART_EXTRA = 0.15
+LAST_PART_EXTRA = 0.08
 
 
 def plan(paths: list[str], parts: int, min_part: int = 0) -> list[list[Segment]] | None:

@@ -6,7 +6,9 @@ Layers only pass these (or plain tuples on the per-packet hot path) upward;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -67,3 +69,16 @@ class HttpExchange:
             from .http.headers import fields_of
             h = self._response_headers = fields_of(self.response_head)
         return h
+
+    def __reduce__(self) -> tuple[Any, tuple[tuple[Any, ...]]]:
+        """Pickled as one tuple of the field values: parallel parts send many thousands
+        (about twice as fast as the dataclass default, both ways; the header caches
+        are not sent)."""
+        return _exchange, (_EXCHANGE_VALUES(self),)
+
+
+def _exchange(values: tuple[Any, ...]) -> HttpExchange:
+    return HttpExchange(*values)
+
+
+_EXCHANGE_VALUES = attrgetter(*(f.name for f in fields(HttpExchange) if f.init))
