@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import UsageError
-from .pipeline import Options, RunResult, run
+from .pipeline import Options, RunResult, few_collections, run
 from .records import HttpExchange
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -168,17 +168,18 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
         raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
     if jobs < 1:
         raise UsageError(f"jobs must be 1 or more, not {jobs}")
-    if jobs > 1 or scheduler or parts:
-        from .parallel import run_parallel
-        res = run_parallel(paths, Options(**options), jobs, scheduler, parts)
-    else:
-        res = run(paths, Options(**options))
-    conns = res.connections
-    _http_connection_figures(conns, res.exchanges)
-    reqs = _request_rows(conns, res.exchanges)
-    from .affinity.attribute import attribute
-    aff = attribute(conns, reqs, res.exchanges, **affinity_opts)
-    from .summary import build_summary
-    summary = build_summary(res, conns, res.exchanges, aff.summary if aff else None)
+    with few_collections():
+        if jobs > 1 or scheduler or parts:
+            from .parallel import run_parallel
+            res = run_parallel(paths, Options(**options), jobs, scheduler, parts)
+        else:
+            res = run(paths, Options(**options))
+        conns = res.connections
+        _http_connection_figures(conns, res.exchanges)
+        reqs = _request_rows(conns, res.exchanges)
+        from .affinity.attribute import attribute
+        aff = attribute(conns, reqs, res.exchanges, **affinity_opts)
+        from .summary import build_summary
+        summary = build_summary(res, conns, res.exchanges, aff.summary if aff else None)
     analysis = Analysis(res, conns, reqs, aff, summary)
     return redactor.apply(analysis) if redactor is not None else analysis

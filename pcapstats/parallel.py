@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 
 from .ingest.readers import _PCAP_MAGICS, FileInfo, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
-from .pipeline import Options, RunContext, RunResult, run
+from .pipeline import Options, RunContext, RunResult, few_collections, run
 
 PART_SHIFT = 40          # position = part << PART_SHIFT | record index in the part
 _ETH_IP4 = b"\x08\x00"
@@ -138,6 +138,11 @@ def _time_order(paths: list[str]) -> list[int] | None:
 
 def run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResult:
     """The work of one part: its own records, then follow mode over the later parts."""
+    with few_collections():
+        return _run_part(index, parts, opts)
+
+
+def _run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResult:
     res = RunResult([], [], [], [])
     ctx = RunContext(res, opts)
     ctx.positions = {}
@@ -450,10 +455,15 @@ def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options) -> list
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    # This process runs the last part itself (it has no follow mode, so it is the one
+    # made largest) while jobs - 1 workers run the others: one process fewer to start,
+    # and one part's result that is never pickled and sent.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(layout)), mp_context=ctx) as pool:
-        futures = [pool.submit(run_part, i, layout, opts) for i in range(len(layout))]
-        return [f.result() for f in futures]
+    last = len(layout) - 1
+    with ProcessPoolExecutor(max_workers=min(jobs - 1, last), mp_context=ctx) as pool:
+        futures = [pool.submit(run_part, i, layout, opts) for i in range(last)]
+        mine = run_part(last, layout, opts)
+        return [f.result() for f in futures] + [mine]
 
 
 def _dask_client(address: str):
