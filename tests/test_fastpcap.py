@@ -162,3 +162,34 @@ def test_whole_runs_are_equal(monkeypatch: pytest.MonkeyPatch) -> None:
         without = _snapshot(str(path))
         monkeypatch.setattr(readers, "_scan", C_SCAN)
         assert with_c == without, path.name
+
+
+# -- random files: the C loop never reads out of bounds and never disagrees ------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_frames = st.one_of(
+    st.binary(max_size=120),                                       # anything at all
+    st.builds(lambda p, cut: _tcp(p)[:len(_tcp(p)) - cut],         # TCP cut anywhere
+              st.binary(max_size=40), st.integers(0, 80)),
+    st.builds(lambda p, doff, total: _tcp(p, doff=doff, total=total),
+              st.binary(max_size=20), st.sampled_from([0x00, 0x40, 0x50, 0x60, 0xF0]),
+              st.integers(0, 0xFFFF)),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(recs=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                               _frames, st.integers(0, 2**32 - 1)), max_size=12),
+       magic=st.sampled_from([b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                              b"\x34\xcd\xb2\xa1"]),
+       linktype=st.sampled_from([1, 101, 113]),
+       chop=st.integers(0, 40))
+def test_random_files_agree(tmp_path_factory: pytest.TempPathFactory, recs: list,
+                            magic: bytes, linktype: int, chop: int) -> None:
+    body = _pcap(recs, magic, linktype=linktype)
+    path = tmp_path_factory.mktemp("r") / "r.pcap"
+    path.write_bytes(body[:len(body) - chop] if chop < len(body) else body)
+    _check_same(str(path))
