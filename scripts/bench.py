@@ -135,15 +135,16 @@ print(len(flows))
 """
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process."""
+def run(cmd: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system, with the
+    workers it waited for) of one child process."""
     t0 = time.perf_counter()
     pid = os.posix_spawnp(cmd[0], cmd, os.environ)  # noqa: S606
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -178,7 +179,7 @@ def main() -> None:
             "tshark", "-n", "-r", str(cap), "-Y", "http.request", "-T", "fields",
             "-e", "tcp.stream", "-e", "http.request.method"]
         tools["tshark -z conv,tcp"] = ["tshark", "-n", "-q", "-r", str(cap), "-z", "conv,tcp"]
-    results: dict[str, list[tuple[float, int]]] = {k: [] for k in tools}
+    results: dict[str, list[tuple[float, int, float]]] = {k: [] for k in tools}
     os.chdir(folder)        # pcapstats writes reports/ here
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(1)
@@ -189,16 +190,19 @@ def main() -> None:
                 results[name].append(run(cmd))
             finally:
                 os.dup2(saved, 1)
-    base = min(w for w, _ in results["pcapstats report"])
+    base = min(w for w, _, _ in results["pcapstats report"])
+    cbase = min(c for _, _, c in results["pcapstats report"])
     print(f"\ncapture: {npk:,} packets, {size / 1e6:,.0f} MB; {os.cpu_count()} cores; "
           f"{time.strftime('%Y-%m-%d')}; Python {sys.version.split()[0]}")
+    # CPU seconds are steadier than wall seconds on a shared virtual machine
     print(f"{'tool':<26} {'wall s':>8} {'pkts/s':>10} {'MB/s':>7} {'peak MB':>8} "
-          f"{'x pcapstats':>11}")
+          f"{'x pcapstats':>11} {'cpu s':>7} {'cpu x':>6}")
     for name, rs in results.items():
-        wall = min(w for w, _ in rs)
-        rss = max(r for _, r in rs)
+        wall = min(w for w, _, _ in rs)
+        rss = max(r for _, r, _ in rs)
+        cpu = min(c for _, _, c in rs)
         print(f"{name:<26} {wall:>8.2f} {npk / wall:>10,.0f} {size / wall / 1e6:>7.1f} "
-              f"{rss / 1e6:>8.0f} {wall / base:>11.2f}")
+              f"{rss / 1e6:>8.0f} {wall / base:>11.2f} {cpu:>7.2f} {cpu / cbase:>6.2f}")
 
 
 if __name__ == "__main__":
