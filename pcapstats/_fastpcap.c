@@ -176,8 +176,346 @@ fail:
     return NULL;
 }
 
+
+/* ------------------------------------------------------------------------------------
+ * The TCP fast lane: ConnectionTable.packet for the commonest packet, without Python.
+ *
+ * lane(table, ts, decoded) handles a plain ACK segment (no SYN, FIN or RST) of a known,
+ * open connection in the state where ConnectionTable.packet would only count it and,
+ * for in-order payload with nothing held, hand the bytes on: Zeek's letter for it is
+ * already recorded, the handshake is not completing, no FIN is being acknowledged, the
+ * ACK tells nothing new and no sweep is due. It then does exactly what packet() does
+ * (and, for the body of an HTTP message of known length that this segment does not
+ * finish, what HttpStream.feed does) and returns True. For anything else it changes
+ * nothing and returns False, and the caller runs packet(). The objects' fields are read
+ * and written through their __slots__ offsets, found once by setup_lane().
+ */
+#include "structmember.h"
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static PyTypeObject *T_conn, *T_half, *T_zeek, *T_app, *T_http, *T_reader;
+static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, c_packets_client,
+    c_packets_server, c_cstream, c_sstream, c_zeek, c_done, c_hs_step, c_oriented, c_consumer,
+    c_synack, c_syn, h_next_seq, h_offset, h_pending, h_fin_seq, h_from_client, z_orig, z_resp,
+    z_seen, a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
+static PyObject *L_A, *L_D, *L_a, *L_d, *S_table, *S_now, *S_pos, *S_since, *S_data, *ONE;
+static int lane_ready = 0;
+
+static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
+{
+    PyObject *d = PyDict_GetItemString(t->tp_dict, name);
+    if (d == NULL || !PyObject_TypeCheck(d, &PyMemberDescr_Type)
+        || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ field", t->tp_name, name);
+        return -1;
+    }
+    *out = ((PyMemberDescrObject *)d)->d_member->offset;
+    return 0;
+}
+
+PyDoc_STRVAR(setup_lane_doc,
+"setup_lane(Connection, HalfStream, ZeekState, AppStream, HttpStream, DirectionReader)\n\n"
+"Find the slot offsets lane() uses; call once.");
+
+static PyObject *setup_lane(PyObject *self, PyObject *args)
+{
+    PyTypeObject *t[6];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!", &PyType_Type, &t[0], &PyType_Type, &t[1],
+                          &PyType_Type, &t[2], &PyType_Type, &t[3], &PyType_Type, &t[4],
+                          &PyType_Type, &t[5]))
+        return NULL;
+    if (slot(t[0], "client_ip", &c_client_ip) || slot(t[0], "client_port", &c_client_port)
+        || slot(t[0], "last_ts", &c_last_ts) || slot(t[0], "last_pos", &c_last_pos)
+        || slot(t[0], "packets", &c_packets) || slot(t[0], "packets_client", &c_packets_client)
+        || slot(t[0], "packets_server", &c_packets_server)
+        || slot(t[0], "cstream", &c_cstream) || slot(t[0], "sstream", &c_sstream)
+        || slot(t[0], "zeek", &c_zeek) || slot(t[0], "done", &c_done)
+        || slot(t[0], "hs_step", &c_hs_step) || slot(t[0], "oriented", &c_oriented)
+        || slot(t[0], "consumer", &c_consumer) || slot(t[0], "synack", &c_synack)
+        || slot(t[0], "syn", &c_syn)
+        || slot(t[1], "next_seq", &h_next_seq) || slot(t[1], "offset", &h_offset)
+        || slot(t[1], "pending", &h_pending) || slot(t[1], "fin_seq", &h_fin_seq)
+        || slot(t[1], "from_client", &h_from_client)
+        || slot(t[2], "orig", &z_orig) || slot(t[2], "resp", &z_resp)
+        || slot(t[2], "seen", &z_seen)
+        || slot(t[3], "impl", &a_impl)
+        || slot(t[4], "_req", &s_req) || slot(t[4], "_resp", &s_resp)
+        || slot(t[5], "state", &r_state) || slot(t[5], "remaining", &r_remaining)
+        || slot(t[5], "body", &r_body) || slot(t[5], "last_ts", &r_last_ts))
+        return NULL;
+    if (!L_A) {
+        L_A = PyUnicode_InternFromString("A");
+        L_D = PyUnicode_InternFromString("D");
+        L_a = PyUnicode_InternFromString("a");
+        L_d = PyUnicode_InternFromString("d");
+        S_table = PyUnicode_InternFromString("table");
+        S_now = PyUnicode_InternFromString("now");
+        S_pos = PyUnicode_InternFromString("pos");
+        S_since = PyUnicode_InternFromString("_since_sweep");
+        S_data = PyUnicode_InternFromString("data");
+        ONE = PyLong_FromLong(1);
+        if (!L_A || !L_D || !L_a || !L_d || !S_table || !S_now || !S_pos || !S_since || !S_data
+            || !ONE)
+            return NULL;
+    }
+    for (int i = 0; i < 6; i++)
+        Py_INCREF(t[i]);
+    T_conn = t[0]; T_half = t[1]; T_zeek = t[2]; T_app = t[3]; T_http = t[4]; T_reader = t[5];
+    lane_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* a slot's int value as a C long long; -1 with ok = 0 if it is not a small int */
+static long long slot_ll(PyObject *v, int *ok)
+{
+    if (v == NULL || !PyLong_CheckExact(v)) {
+        *ok = 0;
+        return -1;
+    }
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        *ok = 0;
+        return -1;
+    }
+    return x;
+}
+
+/* replace a slot's value (a new reference is given) */
+static void slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *old = SLOT(obj, off);
+    SLOT(obj, off) = value;
+    Py_XDECREF(old);
+}
+
+static int slot_add(PyObject *obj, Py_ssize_t off, PyObject *amount)
+{
+    PyObject *v = PyNumber_Add(SLOT(obj, off), amount);
+    if (v == NULL)
+        return -1;
+    slot_set(obj, off, v);
+    return 0;
+}
+
+PyDoc_STRVAR(lane_doc,
+"lane(table, ts, decoded) -> bool\n\n"
+"ConnectionTable.packet for a plain in-state ACK segment; False: call packet().");
+
+static PyObject *lane(PyObject *self, PyObject *args)
+{
+    PyObject *table, *ts, *r;
+    int ok = 1;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &table, &ts, &r))
+        return NULL;
+    if (!lane_ready || !PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 11 || !PyLong_CheckExact(ts))
+        Py_RETURN_FALSE;
+    PyObject *src = PyTuple_GET_ITEM(r, 1), *dst = PyTuple_GET_ITEM(r, 2);
+    PyObject *sport = PyTuple_GET_ITEM(r, 3), *dport = PyTuple_GET_ITEM(r, 4);
+    PyObject *payload = PyTuple_GET_ITEM(r, 8);
+    long long flags = slot_ll(PyTuple_GET_ITEM(r, 5), &ok);
+    long long seq = slot_ll(PyTuple_GET_ITEM(r, 6), &ok);
+    long long ack = slot_ll(PyTuple_GET_ITEM(r, 7), &ok);
+    long long missing = slot_ll(PyTuple_GET_ITEM(r, 9), &ok);
+    if (!ok || (flags & 0x17) != 0x10 || missing != 0 || !PyBytes_CheckExact(payload)
+        || !PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst))
+        Py_RETURN_FALSE;
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+
+    /* -- every test first: nothing changes unless all pass -- */
+    PyObject *tdict = PyObject_GetAttr(table, S_table);
+    if (tdict == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(tdict)) {
+        Py_DECREF(tdict);
+        Py_RETURN_FALSE;
+    }
+    PyObject *key = PyTuple_Pack(4, src, sport, dst, dport);
+    if (key == NULL) {
+        Py_DECREF(tdict);
+        return NULL;
+    }
+    PyObject *conn = PyDict_GetItemWithError(tdict, key);
+    Py_DECREF(key);
+    Py_XINCREF(conn);
+    Py_DECREF(tdict);
+    if (conn == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    PyObject *result = Py_False;
+    PyObject *since = NULL, *now = NULL, *pos = NULL;
+    if (Py_TYPE(conn) != T_conn || SLOT(conn, c_done) != Py_False)
+        goto out;
+    PyObject *cip = SLOT(conn, c_client_ip), *cport = SLOT(conn, c_client_port);
+    if (cip == NULL || cport == NULL || !PyBytes_CheckExact(cip))
+        goto out;
+    int same_end = PyBytes_GET_SIZE(src) == PyBytes_GET_SIZE(dst)
+        && memcmp(PyBytes_AS_STRING(src), PyBytes_AS_STRING(dst), PyBytes_GET_SIZE(src)) == 0;
+    int port_eq = PyObject_RichCompareBool(sport, dport, Py_EQ);
+    int c_port_eq = PyObject_RichCompareBool(sport, cport, Py_EQ);
+    if (port_eq < 0 || c_port_eq < 0)
+        goto fail;
+    if (same_end && port_eq)
+        goto out;                           /* a connection to itself */
+    int from_client = c_port_eq && PyBytes_GET_SIZE(src) == PyBytes_GET_SIZE(cip)
+        && memcmp(PyBytes_AS_STRING(src), PyBytes_AS_STRING(cip), PyBytes_GET_SIZE(src)) == 0;
+    PyObject *mine = SLOT(conn, from_client ? c_cstream : c_sstream);
+    PyObject *peer = SLOT(conn, from_client ? c_sstream : c_cstream);
+    PyObject *zeek = SLOT(conn, c_zeek);
+    if (mine == NULL || peer == NULL || zeek == NULL || Py_TYPE(mine) != T_half
+        || Py_TYPE(peer) != T_half || Py_TYPE(zeek) != T_zeek)
+        goto out;
+    /* Zeek: the endpoint is ESTABLISHED (4) and this segment's letter was recorded */
+    if (slot_ll(SLOT(zeek, from_client ? z_orig : z_resp), &ok) != 4 || !ok)
+        goto out;
+    PyObject *seen = SLOT(zeek, z_seen);
+    if (seen == NULL || !PySet_CheckExact(seen))
+        goto out;
+    int has = PySet_Contains(seen, from_client ? (n ? L_D : L_A) : (n ? L_d : L_a));
+    if (has < 0)
+        goto fail;
+    if (!has)
+        goto out;
+    if (slot_ll(SLOT(conn, c_hs_step), &ok) == 2 || !ok)   /* the handshake may complete */
+        goto out;
+    if (SLOT(peer, h_fin_seq) != Py_None)                   /* it may ACK the peer's FIN */
+        goto out;
+    PyObject *sink = SLOT(conn, c_consumer);
+    if (n) {
+        if (SLOT(conn, c_oriented) != Py_True || sink == NULL || sink == Py_None)
+            goto out;
+        long long next = slot_ll(SLOT(mine, h_next_seq), &ok);
+        PyObject *pending = SLOT(mine, h_pending);
+        if (!ok || next != seq || pending == NULL || !PyDict_CheckExact(pending)
+            || PyDict_GET_SIZE(pending) != 0)
+            goto out;
+    }
+    PyObject *pnext = SLOT(peer, h_next_seq);
+    if (pnext == NULL)
+        goto out;
+    if (pnext != Py_None) {
+        long long pn = slot_ll(pnext, &ok);
+        if (!ok)
+            goto out;
+        if (ack != pn) {
+            int synack = PyObject_IsTrue(SLOT(conn, c_synack) ? SLOT(conn, c_synack) : Py_None);
+            int syn = PyObject_IsTrue(SLOT(conn, c_syn) ? SLOT(conn, c_syn) : Py_None);
+            if (synack < 0 || syn < 0)
+                goto fail;
+            if (synack || !syn) {
+                /* HalfStream.acked acts only when the ACK is ahead of what was seen */
+                long long rel = (long long)(uint32_t)((uint32_t)ack - (uint32_t)pn + 0x80000000u)
+                                - 0x80000000LL;
+                if (rel > 0 && rel <= 0x40000000)
+                    goto out;
+            }
+        }
+    }
+    since = PyObject_GetAttr(table, S_since);
+    if (since == NULL)
+        goto fail;
+    long long sweep = slot_ll(since, &ok);
+    if (!ok || sweep + 1 >= 8192)
+        goto out;
+    PyObject *rd = NULL;                     /* the HTTP reader, when a body skips Python */
+    long long remaining = 0;
+    if (n && Py_TYPE(sink) == T_app) {
+        PyObject *impl = SLOT(sink, a_impl);
+        PyObject *fc = SLOT(mine, h_from_client);
+        if (impl != NULL && Py_TYPE(impl) == T_http && (fc == Py_True || fc == Py_False)) {
+            rd = SLOT(impl, fc == Py_True ? s_req : s_resp);
+            if (rd == NULL || !PyObject_TypeCheck(rd, T_reader)
+                || slot_ll(SLOT(rd, r_state), &ok) != 2 || !ok)
+                rd = NULL;
+            else {
+                remaining = slot_ll(SLOT(rd, r_remaining), &ok);
+                if (!ok || remaining <= n || SLOT(rd, r_body) == NULL)
+                    rd = NULL;
+            }
+        }
+    }
+
+    /* -- what ConnectionTable.packet does for it -- */
+    now = PyObject_GetAttr(table, S_now);
+    pos = PyObject_GetAttr(table, S_pos);
+    if (now == NULL || pos == NULL)
+        goto fail;
+    int later = PyObject_RichCompareBool(ts, now, Py_GT);
+    if (later < 0 || (later && PyObject_SetAttr(table, S_now, ts) < 0))
+        goto fail;
+    Py_INCREF(ts);
+    slot_set(conn, c_last_ts, ts);
+    Py_INCREF(pos);
+    slot_set(conn, c_last_pos, pos);
+    if (slot_add(conn, c_packets, ONE) < 0
+        || slot_add(conn, from_client ? c_packets_client : c_packets_server, ONE) < 0)
+        goto fail;
+    if (n) {
+        PyObject *nobj = PyLong_FromSsize_t(n);
+        if (nobj == NULL)
+            goto fail;
+        if (rd != NULL) {                    /* HttpStream.feed: more of a body, not its end */
+            PyObject *rem = PyLong_FromLongLong(remaining - n);
+            if (rem == NULL || slot_add(rd, r_body, nobj) < 0) {
+                Py_XDECREF(rem);
+                Py_DECREF(nobj);
+                goto fail;
+            }
+            slot_set(rd, r_remaining, rem);
+            Py_INCREF(ts);
+            slot_set(rd, r_last_ts, ts);
+        } else {
+            PyObject *fc = SLOT(mine, h_from_client);
+            PyObject *res = PyObject_CallMethodObjArgs(sink, S_data, fc ? fc : Py_None, ts,
+                                                       payload, NULL);
+            if (res == NULL) {
+                Py_DECREF(nobj);
+                goto fail;
+            }
+            Py_DECREF(res);
+        }
+        PyObject *nseq = PyLong_FromUnsignedLong((unsigned long)(((uint64_t)seq + (uint64_t)n)
+                                                                 & 0xFFFFFFFFu));
+        if (nseq == NULL || slot_add(mine, h_offset, nobj) < 0) {
+            Py_XDECREF(nseq);
+            Py_DECREF(nobj);
+            goto fail;
+        }
+        Py_DECREF(nobj);
+        slot_set(mine, h_next_seq, nseq);
+    }
+    PyObject *since1 = PyLong_FromLongLong(sweep + 1);
+    if (since1 == NULL || PyObject_SetAttr(table, S_since, since1) < 0) {
+        Py_XDECREF(since1);
+        goto fail;
+    }
+    Py_DECREF(since1);
+    result = Py_True;
+out:
+    Py_XDECREF(since);
+    Py_XDECREF(now);
+    Py_XDECREF(pos);
+    Py_DECREF(conn);
+    Py_INCREF(result);
+    return result;
+fail:
+    Py_XDECREF(since);
+    Py_XDECREF(now);
+    Py_XDECREF(pos);
+    Py_DECREF(conn);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"setup_lane", setup_lane, METH_VARARGS, setup_lane_doc},
+    {"lane", lane, METH_VARARGS, lane_doc},
     {NULL, NULL, 0, NULL},
 };
 

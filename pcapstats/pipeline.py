@@ -201,6 +201,7 @@ class RunContext:
         table = self.table
         decode = self.decoder.decode
         packet = table.packet
+        lane = _lane
         udp = res.udp
         linktypes = res.linktypes
         npk, tcp, nudp = res.packets, res.tcp_packets, res.udp_packets
@@ -230,7 +231,8 @@ class RunContext:
                 if r[0] == 6:
                     tcp += 1
                     table.pos = pos
-                    packet(ts, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+                    if lane is None or not lane(table, ts, r):
+                        packet(ts, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
                 else:
                     nudp += 1
                     a, b = (r[1], r[3]), (r[2], r[4])
@@ -263,6 +265,18 @@ class RunContext:
             "ipv6_packets": st.ip_versions.get(6, 0),
         }
         res.evicted = self.table.evicted
+
+
+# The C fast lane for the commonest TCP segment (pcapstats/_fastpcap.c): it does what
+# ConnectionTable.packet would, or declines and packet() runs. None without the module.
+try:
+    from ._fastpcap import lane as _lane, setup_lane as _setup_lane
+    from .http.framing import DirectionReader as _DirectionReader
+    from .tcp.reassembly import HalfStream as _HalfStream
+    from .tcp.zeek import ZeekState as _ZeekState
+    _setup_lane(Connection, _HalfStream, _ZeekState, AppStream, HttpStream, _DirectionReader)
+except ImportError:     # pragma: no cover - built without a compiler
+    _lane = None
 
 
 def _size(path: str) -> int:

@@ -193,3 +193,47 @@ def test_random_files_agree(tmp_path_factory: pytest.TempPathFactory, recs: list
     path = tmp_path_factory.mktemp("r") / "r.pcap"
     path.write_bytes(body[:len(body) - chop] if chop < len(body) else body)
     _check_same(str(path))
+
+
+# -- the TCP fast lane: ConnectionTable.packet for the commonest segment, in C --------
+
+def _run_snapshot(path: str) -> tuple:
+    r = run([path], Options())
+    return (r.packets, r.tcp_packets, r.connections, [repr(e) for e in r.exchanges],
+            r.decode, [repr(p) for p in r.problems])
+
+
+def _bench_capture(tmp_path: Path, packets: int) -> str:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(bench)
+    path = tmp_path / "bench.pcap"
+    bench.generate(path, packets)
+    return str(path)
+
+
+def test_lane_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run equals the run without the lane: the samples, the shared captures and an
+    HTTP-heavy capture of the benchmark's shape (keep-alive, split heads, multi-segment
+    bodies, delayed ACKs, retransmissions), where most segments take the lane."""
+    import pcapstats.pipeline as pipeline
+    lane = pipeline._lane
+    assert lane is not None, "pcapstats._fastpcap is missing: reinstall with a C compiler"
+    taken = [0, 0]
+
+    def counting(table, ts, r):
+        ok = lane(table, ts, r)
+        taken[ok] += 1
+        return ok
+
+    for path in _captures() + [Path(_bench_capture(tmp_path, 30_000))]:
+        try:
+            monkeypatch.setattr(pipeline, "_lane", None)
+            without = _run_snapshot(str(path))
+        except PcapstatsError:
+            continue
+        monkeypatch.setattr(pipeline, "_lane", counting)
+        assert _run_snapshot(str(path)) == without, path.name
+    assert taken[1] > 20_000 and taken[1] > 3 * taken[0]
