@@ -305,15 +305,13 @@ PyDoc_STRVAR(lane_doc,
 "lane(table, ts, decoded) -> bool\n\n"
 "ConnectionTable.packet for a plain in-state ACK segment; False: call packet().");
 
-static PyObject *lane(PyObject *self, PyObject *args)
+/* 1: handled, 0: declined (nothing changed), -1: error. ``pos``: the record's position,
+ * or NULL to read it from table.pos. */
+static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_in)
 {
-    PyObject *table, *ts, *r;
     int ok = 1;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOO", &table, &ts, &r))
-        return NULL;
     if (!lane_ready || !PyTuple_CheckExact(r) || PyTuple_GET_SIZE(r) != 11 || !PyLong_CheckExact(ts))
-        Py_RETURN_FALSE;
+        return 0;
     PyObject *src = PyTuple_GET_ITEM(r, 1), *dst = PyTuple_GET_ITEM(r, 2);
     PyObject *sport = PyTuple_GET_ITEM(r, 3), *dport = PyTuple_GET_ITEM(r, 4);
     PyObject *payload = PyTuple_GET_ITEM(r, 8);
@@ -323,32 +321,29 @@ static PyObject *lane(PyObject *self, PyObject *args)
     long long missing = slot_ll(PyTuple_GET_ITEM(r, 9), &ok);
     if (!ok || (flags & 0x17) != 0x10 || missing != 0 || !PyBytes_CheckExact(payload)
         || !PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst))
-        Py_RETURN_FALSE;
+        return 0;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
 
     /* -- every test first: nothing changes unless all pass -- */
     PyObject *tdict = PyObject_GetAttr(table, S_table);
     if (tdict == NULL)
-        return NULL;
+        return -1;
     if (!PyDict_CheckExact(tdict)) {
         Py_DECREF(tdict);
-        Py_RETURN_FALSE;
+        return 0;
     }
     PyObject *key = PyTuple_Pack(4, src, sport, dst, dport);
     if (key == NULL) {
         Py_DECREF(tdict);
-        return NULL;
+        return -1;
     }
     PyObject *conn = PyDict_GetItemWithError(tdict, key);
     Py_DECREF(key);
     Py_XINCREF(conn);
     Py_DECREF(tdict);
-    if (conn == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_FALSE;
-    }
-    PyObject *result = Py_False;
+    if (conn == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    int result = 0;
     PyObject *since = NULL, *now = NULL, *pos = NULL;
     if (Py_TYPE(conn) != T_conn || SLOT(conn, c_done) != Py_False)
         goto out;
@@ -443,7 +438,11 @@ static PyObject *lane(PyObject *self, PyObject *args)
 
     /* -- what ConnectionTable.packet does for it -- */
     now = PyObject_GetAttr(table, S_now);
-    pos = PyObject_GetAttr(table, S_pos);
+    if (pos_in != NULL) {
+        pos = pos_in;
+        Py_INCREF(pos);
+    } else
+        pos = PyObject_GetAttr(table, S_pos);
     if (now == NULL || pos == NULL)
         goto fail;
     int later = PyObject_RichCompareBool(ts, now, Py_GT);
@@ -496,19 +495,154 @@ static PyObject *lane(PyObject *self, PyObject *args)
         goto fail;
     }
     Py_DECREF(since1);
-    result = Py_True;
+    result = 1;
 out:
     Py_XDECREF(since);
     Py_XDECREF(now);
     Py_XDECREF(pos);
     Py_DECREF(conn);
-    Py_INCREF(result);
     return result;
 fail:
     Py_XDECREF(since);
     Py_XDECREF(now);
     Py_XDECREF(pos);
     Py_DECREF(conn);
+    return -1;
+}
+
+static PyObject *lane(PyObject *self, PyObject *args)
+{
+    PyObject *table, *ts, *r;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO", &table, &ts, &r))
+        return NULL;
+    int done = lane_core(table, ts, r, NULL);
+    if (done < 0)
+        return NULL;
+    return PyBool_FromLong(done);
+}
+
+PyDoc_STRVAR(scan_lane_doc,
+"scan_lane(buf, pos, stop, big_endian, ts_mult, rec_len, limit, max_records, table)\n"
+"-> (pos, taken, wire, captured, first_ts, last_ts, record)\n\n"
+"scan() and lane() in one loop, for an Ethernet pcap: the records the lane takes are\n"
+"done here and only counted (``taken`` of them; ``table.pos`` is advanced); the loop\n"
+"stops after the first record it cannot take, returned as scan() would return it\n"
+"(else None), or where scan() stops. ``table.pos`` must hold the last record's position.");
+
+static PyObject *scan_lane(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, stop, rec_len, max_records;
+    int big;
+    long long mult;
+    unsigned long limit;
+    PyObject *table;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nniLnknO", &view, &pos, &stop, &big, &mult, &rec_len,
+                          &limit, &max_records, &table))
+        return NULL;
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t len = view.len;
+    long long taken = 0, wire = 0, cap = 0, lo = 0, hi = 0, cur;
+    PyObject *slow = NULL, *six = PyLong_FromLong(6), *lt = PyLong_FromLong(1);
+    PyObject *tpos = PyObject_GetAttr(table, S_pos ? S_pos : Py_None);
+    int ok = 1;
+    if (!six || !lt || !tpos || !lane_ready)
+        goto fail;
+    cur = slot_ll(tpos, &ok);
+    if (!ok || pos < 0 || rec_len < 16 || mult < 0 || mult > 1000000000LL)
+        goto done;
+    while (taken < max_records && pos < stop && len - pos >= rec_len) {
+        const unsigned char *h = buf + pos;
+        uint32_t sec = rd32(h, big), frac = rd32(h + 4, big);
+        uint32_t incl = rd32(h + 8, big), orig = rd32(h + 12, big);
+        if ((unsigned long)incl > limit || (!incl && !orig) || len - pos - rec_len < (Py_ssize_t)incl)
+            break;
+        const unsigned char *d = h + rec_len;
+        long long ts = (long long)sec * 1000000000LL + (long long)frac * mult;
+        PyObject *dec = decode_fast(d, (Py_ssize_t)incl, six);
+        if (dec == NULL && PyErr_Occurred())
+            goto fail;
+        PyObject *tsobj = PyLong_FromLongLong(ts);
+        if (tsobj == NULL) {
+            Py_XDECREF(dec);
+            goto fail;
+        }
+        if (dec != NULL) {
+            PyObject *posobj = PyLong_FromLongLong(cur + 1);
+            int got = posobj ? lane_core(table, tsobj, dec, posobj) : -1;
+            Py_XDECREF(posobj);
+            if (got < 0) {
+                Py_DECREF(dec);
+                Py_DECREF(tsobj);
+                goto fail;
+            }
+            if (got) {
+                Py_DECREF(dec);
+                Py_DECREF(tsobj);
+                if (!taken)
+                    lo = hi = ts;
+                else if (ts > hi)
+                    hi = ts;
+                else if (ts < lo)
+                    lo = ts;
+                taken++;
+                cur++;
+                wire += orig;
+                cap += incl;
+                pos += rec_len + (Py_ssize_t)incl;
+                continue;
+            }
+        }
+        /* the record Python must take: as scan() gives it */
+        PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
+        PyObject *origobj = PyLong_FromUnsignedLong(orig);
+        slow = PyTuple_New(5);
+        if (!data || !origobj || !slow) {
+            Py_XDECREF(data);
+            Py_XDECREF(origobj);
+            Py_XDECREF(dec);
+            Py_DECREF(tsobj);
+            goto fail;
+        }
+        if (dec == NULL) {
+            dec = Py_None;
+            Py_INCREF(dec);
+        }
+        Py_INCREF(lt);
+        PyTuple_SET_ITEM(slow, 0, tsobj);
+        PyTuple_SET_ITEM(slow, 1, lt);
+        PyTuple_SET_ITEM(slow, 2, data);
+        PyTuple_SET_ITEM(slow, 3, origobj);
+        PyTuple_SET_ITEM(slow, 4, dec);
+        pos += rec_len + (Py_ssize_t)incl;
+        break;
+    }
+    if (taken) {
+        PyObject *c = PyLong_FromLongLong(cur);
+        if (c == NULL || PyObject_SetAttr(table, S_pos, c) < 0) {
+            Py_XDECREF(c);
+            goto fail;
+        }
+        Py_DECREF(c);
+    }
+done:
+    PyBuffer_Release(&view);
+    Py_XDECREF(six);
+    Py_XDECREF(lt);
+    Py_XDECREF(tpos);
+    if (slow == NULL) {
+        slow = Py_None;
+        Py_INCREF(slow);
+    }
+    return Py_BuildValue("(nLLLLLN)", pos, taken, wire, cap, lo, hi, slow);
+fail:
+    PyBuffer_Release(&view);
+    Py_XDECREF(six);
+    Py_XDECREF(lt);
+    Py_XDECREF(tpos);
+    Py_XDECREF(slow);
     return NULL;
 }
 
@@ -516,6 +650,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"setup_lane", setup_lane, METH_VARARGS, setup_lane_doc},
     {"lane", lane, METH_VARARGS, lane_doc},
+    {"scan_lane", scan_lane, METH_VARARGS, scan_lane_doc},
     {NULL, NULL, 0, NULL},
 };
 

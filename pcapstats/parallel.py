@@ -153,8 +153,9 @@ def _run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResu
     try:
         for seg in parts[index]:
             info = infos.setdefault(seg.file, FileInfo(seg.path))
+            # rotated files: every record passes _ts_tracked, so no fast lane in the reader
             records = read_capture(seg.path, info, res.problems, seg.start, seg.stop,
-                                   decoded=True)
+                                   decoded=True, lane=None if many_files else ctx.lane_table)
             if many_files:
                 records = _ts_tracked(records, seg.file, ts_range)
             ctx.consume(records, (index << PART_SHIFT) + res.packets, None, 0)

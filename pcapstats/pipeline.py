@@ -156,7 +156,8 @@ def run(paths: list[str], opts: Options) -> RunResult:
     """Analyse ``paths`` in this process, record by record."""
     res = RunResult([], [], [], [])
     ctx = RunContext(res, opts)
-    records = read_captures(paths, res.files, res.problems, decoded=True)
+    records = read_captures(paths, res.files, res.problems, decoded=True,
+                            lane=ctx.lane_table)
     total = sum(_size(p) for p in paths)
     try:
         with few_collections():
@@ -193,9 +194,15 @@ class RunContext:
                                      max_connections=opts.max_connections)
         self.decoder = Decoder()
 
+    @property
+    def lane_table(self) -> ConnectionTable | None:
+        """What to give the reader as ``lane``: the table, when the C fast lane is built."""
+        return self.table if _lane is not None else None
+
     def consume(self, records, base: int, progress, total: int) -> None:
-        """Process ``records`` (read with ``decoded=True``); record ``i`` of them is at
-        position ``base + i``."""
+        """Process ``records`` (read with ``decoded=True``, and ``lane=self.table`` where
+        the reader may run the fast lane); record ``i`` of them is at position
+        ``base + i``."""
         res = self.res
         files = res.files
         table = self.table
@@ -207,12 +214,33 @@ class RunContext:
         npk, tcp, nudp = res.packets, res.tcp_packets, res.udp_packets
         wire, cap = res.wire_bytes, res.captured_bytes
         first, last = res.first_ts, res.last_ts
-        pos = base - 1
+        pos = table.pos = base - 1
         fast = 0
+        tick = npk + 0x4000
         try:
             for ts, lt, data, orig, r in records:
+                if ts is None:
+                    # ``lt`` Ethernet/IPv4/TCP records the C loop took whole through the
+                    # fast lane (read with ``lane``): only their counts come here
+                    npk += lt
+                    pos += lt
+                    tcp += lt
+                    fast += lt
+                    wire += data
+                    cap += orig
+                    lo, hi = r
+                    if first is None:
+                        first, last = lo, hi
+                    else:
+                        if lo < first:
+                            first = lo
+                        if hi > last:
+                            last = hi
+                    linktypes[1] = linktypes.get(1, 0) + lt
+                    continue
                 npk += 1
                 pos += 1
+                table.pos = pos     # (the C loop of ``lane`` reads it)
                 wire += orig
                 cap += len(data)
                 if first is None:
@@ -230,7 +258,6 @@ class RunContext:
                     fast += 1
                 if r[0] == 6:
                     tcp += 1
-                    table.pos = pos
                     if lane is None or not lane(table, ts, r):
                         packet(ts, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
                 else:
@@ -238,7 +265,8 @@ class RunContext:
                     a, b = (r[1], r[3]), (r[2], r[4])
                     k = (a, b) if a <= b else (b, a)
                     udp[k] = udp.get(k, 0) + 1
-                if progress is not None and not npk & 0x3FFF:
+                if progress is not None and npk >= tick:
+                    tick = npk + 0x4000
                     progress(sum(f.bytes_read for f in files), total)
         finally:
             self.decoder.count_fast(fast)

@@ -30,8 +30,9 @@ Record = tuple[int, int, bytes, int]
 
 try:    # the C record loop, built at install when a compiler is there (setup.py)
     from .._fastpcap import scan as _scan
+    from .._fastpcap import scan_lane as _scan_lane
 except ImportError:     # pragma: no cover - the pure-Python loop gives the same records
-    _scan = None
+    _scan = _scan_lane = None
 
 WINDOW = 1 << 20
 #: A record larger than this is a lying length field (libpcap's own ceiling is 256 KiB).
@@ -186,12 +187,15 @@ class _Prepend:
 
 def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
                  start: int | None = None, stop: int | None = None,
-                 decoded: bool = False) -> Iterator[Any]:
+                 decoded: bool = False, lane: Any = None) -> Iterator[Any]:
     """Yield the records of one capture file; see the module docstring.
 
     ``decoded``: yield ``(ts_ns, linktype, data, orig_len, fast)`` instead, where
     ``fast`` is what :meth:`Decoder.decode` gives for the packet when the C record
     loop decoded it already (Ethernet/IPv4/TCP), else None (the pipeline's form).
+    ``lane`` (with ``decoded``): a ConnectionTable whose fast lane the C loop runs on the
+    packets of an Ethernet pcap; it then also yields ``(None, n, wire_bytes,
+    captured_bytes, (first_ts, last_ts))`` for ``n`` records it took whole.
 
     ``start``/``stop`` read one part of an uncompressed file: the records from the
     record boundary ``start`` (after the file's header) to the boundary ``stop``.
@@ -216,7 +220,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
                 raise CaptureFormatError(path, 0, "too short to be a capture")
             magic = win.buf[win.pos:win.pos + 4]
             if magic in _PCAP_MAGICS:
-                yield from _read_pcap(path, win, magic, info, problems, bounds, decoded)
+                yield from _read_pcap(path, win, magic, info, problems, bounds, decoded, lane)
             elif magic == _PCAPNG_SHB:
                 if decoded:
                     for rec in _read_pcapng(path, win, info, problems, bounds):
@@ -259,7 +263,8 @@ def _stop(path: str, offset: int, problem: str, info: FileInfo,
 
 
 def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
-               problems: list[ReadProblem], bounds: tuple, decoded: bool) -> Iterator[Any]:
+               problems: list[ReadProblem], bounds: tuple, decoded: bool,
+               lane: Any = None) -> Iterator[Any]:
     endian, ts_mult, rec_len = _PCAP_MAGICS[magic]
     info.format = "pcap-nsec" if ts_mult == 1 else "pcap"
     if not win.fill(24):
@@ -277,10 +282,28 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     unpack = hdr.unpack_from
     records = 0
     scan = _scan if decoded else None
+    fused = _scan_lane if scan is not None and lane is not None and linktype == 1 else None
     big = endian == ">"
     try:
         while True:
-            if scan is not None:
+            if fused is not None:
+                # the C loop also runs the TCP fast lane on ``lane`` (a ConnectionTable):
+                # the records it took whole come as one count, then the one it stopped
+                # after, if any (see _fastpcap.scan_lane and RunContext.consume)
+                win.pos, taken, wire, cap, lo, hi, rec = fused(
+                    win.buf, win.pos, stop - win.base, big, ts_mult, rec_len, limit, 4096,
+                    lane)
+                if taken:
+                    records += taken
+                    info.records = records
+                    yield (None, taken, wire, cap, (lo, hi))
+                if rec is not None:
+                    records += 1
+                    info.records = records
+                    yield rec
+                if taken or rec is not None:
+                    continue
+            elif scan is not None:
                 # the C loop takes every ordinary record of the window; this loop below
                 # takes the one it stopped at (refill, fault, stop offset, end)
                 win.pos, batch = scan(win.buf, win.pos, stop - win.base, big, ts_mult,
@@ -517,7 +540,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
 
 
 def read_captures(paths: list[str], infos: list[FileInfo], problems: list[ReadProblem],
-                  decoded: bool = False) -> Iterator[Any]:
+                  decoded: bool = False, lane: Any = None) -> Iterator[Any]:
     """Records of several files merged in timestamp order (rotated captures).
 
     ``infos`` receives one :class:`FileInfo` per path, in order. A file that
@@ -528,7 +551,7 @@ def read_captures(paths: list[str], infos: list[FileInfo], problems: list[ReadPr
     if len(paths) == 1:
         info = FileInfo(paths[0])
         infos.append(info)
-        return read_capture(paths[0], info, problems, decoded=decoded)
+        return read_capture(paths[0], info, problems, decoded=decoded, lane=lane)
     failures: list[CaptureFormatError] = []
     gens = []
     for path in paths:
