@@ -1,4 +1,5 @@
-/* pcapstats._fastpcap: the per-record loop of a classic pcap file, in C.
+/* pcapstats._fastpcap: the per-record loop of a classic pcap file, and the TCP fast
+ * lane (further down), in C.
  *
  * scan() walks the records of a window of a pcap file and returns them as
  * (ts_ns, linktype, data, orig_len, decoded) tuples, where `decoded` is what
@@ -91,6 +92,32 @@ static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n, PyObject *six
     return t;
 }
 
+/* The record at buf[pos] when it is an ordinary one wholly in the window: its timestamp
+ * (ns; sec < 2^32 and frac * mult < 2^62, so the sum fits in int64), captured and original
+ * lengths. 0 where the Python loop must take over (see the module comment). */
+static inline int ordinary_record(const unsigned char *buf, Py_ssize_t len, Py_ssize_t pos,
+                                  Py_ssize_t rec_len, int big, long long mult,
+                                  unsigned long limit, long long *ts, uint32_t *incl,
+                                  uint32_t *orig)
+{
+    if (len - pos < rec_len)
+        return 0;
+    const unsigned char *h = buf + pos;
+    *incl = rd32(h + 8, big);
+    *orig = rd32(h + 12, big);
+    if ((unsigned long)*incl > limit || (!*incl && !*orig)
+        || len - pos - rec_len < (Py_ssize_t)*incl)
+        return 0;
+    *ts = (long long)rd32(h, big) * 1000000000LL + (long long)rd32(h + 4, big) * mult;
+    return 1;
+}
+
+/* arguments both loops refuse (they then take no record) */
+static inline int bad_window(Py_ssize_t pos, Py_ssize_t rec_len, long long mult)
+{
+    return pos < 0 || rec_len < 16 || mult < 0 || mult > 1000000000LL;
+}
+
 PyDoc_STRVAR(scan_doc,
 "scan(buf, pos, stop, big_endian, ts_mult, rec_len, linktype, limit, max_records)\n"
 "-> (pos, records)\n\n"
@@ -114,17 +141,13 @@ static PyObject *scan(PyObject *self, PyObject *args)
     PyObject *six = PyLong_FromLong(6);
     if (!out || !lt || !six)
         goto fail;
-    if (pos < 0 || rec_len < 16 || mult < 0 || mult > 1000000000LL)
+    if (bad_window(pos, rec_len, mult))
         goto done;
-    while (PyList_GET_SIZE(out) < max_records && pos < stop && len - pos >= rec_len) {
-        const unsigned char *h = buf + pos;
-        uint32_t sec = rd32(h, big), frac = rd32(h + 4, big);
-        uint32_t incl = rd32(h + 8, big), orig = rd32(h + 12, big);
-        if ((unsigned long)incl > limit || (!incl && !orig) || len - pos - rec_len < (Py_ssize_t)incl)
-            break;
-        const unsigned char *d = h + rec_len;
-        /* sec < 2^32 and frac * mult < 2^62: the sum fits in int64 */
-        long long ts = (long long)sec * 1000000000LL + (long long)frac * mult;
+    long long ts;
+    uint32_t incl, orig;
+    while (PyList_GET_SIZE(out) < max_records && pos < stop
+           && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
+        const unsigned char *d = buf + pos + rec_len;
         PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
         if (!data)
             goto fail;
@@ -551,16 +574,13 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
     if (!six || !lt || !tpos || !lane_ready)
         goto fail;
     cur = slot_ll(tpos, &ok);
-    if (!ok || pos < 0 || rec_len < 16 || mult < 0 || mult > 1000000000LL)
+    if (!ok || bad_window(pos, rec_len, mult))
         goto done;
-    while (taken < max_records && pos < stop && len - pos >= rec_len) {
-        const unsigned char *h = buf + pos;
-        uint32_t sec = rd32(h, big), frac = rd32(h + 4, big);
-        uint32_t incl = rd32(h + 8, big), orig = rd32(h + 12, big);
-        if ((unsigned long)incl > limit || (!incl && !orig) || len - pos - rec_len < (Py_ssize_t)incl)
-            break;
-        const unsigned char *d = h + rec_len;
-        long long ts = (long long)sec * 1000000000LL + (long long)frac * mult;
+    long long ts;
+    uint32_t incl, orig;
+    while (taken < max_records && pos < stop
+           && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
+        const unsigned char *d = buf + pos + rec_len;
         PyObject *dec = decode_fast(d, (Py_ssize_t)incl, six);
         if (dec == NULL && PyErr_Occurred())
             goto fail;
@@ -656,7 +676,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "pcapstats._fastpcap",
-    "The per-record loop of classic pcap files, in C (optional; see readers.py).", -1, methods,
+    "The per-record loop of classic pcap files and the TCP fast lane, in C (optional; see\n"
+    "readers.py and pipeline.py).", -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__fastpcap(void) { return PyModule_Create(&module); }
