@@ -666,11 +666,102 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(follow_scan_doc,
+"follow_scan(buf, pos, stop, big_endian, ts_mult, rec_len, linktype, keys, index, max_records)\n"
+"-> (pos, index, items, ended)\n\n"
+"parallel._candidates' loop over the whole records of a window: ``items`` as it yields\n"
+"them; ``ended``: a record header that ends the segment was reached.");
+
+static PyObject *follow_scan(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, stop, rec_len, max_records;
+    long long index, mult;
+    int big, linktype;
+    PyObject *keys;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nniLniOLn", &view, &pos, &stop, &big, &mult, &rec_len,
+                          &linktype, &keys, &index, &max_records))
+        return NULL;
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t len = view.len, done = 0;
+    int ended = 0;
+    PyObject *out = PyList_New(0), *lt = PyLong_FromLong(linktype);
+    if (!out || !lt)
+        goto fail;
+    if (!PyAnySet_Check(keys) || bad_window(pos, rec_len, mult))
+        goto done;
+    while (done < max_records && pos < stop && len - pos >= rec_len) {
+        const unsigned char *h = buf + pos;
+        uint32_t incl = rd32(h + 8, big), orig = rd32(h + 12, big);
+        if (incl > (1u << 24) || (!incl && !orig)) {
+            ended = 1;
+            break;
+        }
+        if (len - pos - rec_len < (Py_ssize_t)incl)
+            break;
+        long long ts = (long long)rd32(h, big) * 1000000000LL + (long long)rd32(h + 4, big) * mult;
+        const unsigned char *d = h + rec_len;
+        long long i = index++;
+        pos += rec_len + (Py_ssize_t)incl;
+        done++;
+        int candidate = 1;
+        if (linktype == 1 && incl >= 38) {
+            const unsigned char *k = NULL;
+            Py_ssize_t klen = 0;
+            if (d[12] == 0x08 && d[13] == 0x00) {
+                if (d[14] == 0x45 && d[23] == 6 && !(d[20] & 0x3F) && !d[21]) {
+                    k = d + 26;
+                    klen = 12;
+                }
+            } else if (d[12] == 0x86 && d[13] == 0xDD && incl >= 58 && d[20] == 6) {
+                k = d + 22;
+                klen = 36;
+            }
+            if (k != NULL) {
+                PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
+                int in = key ? PySet_Contains(keys, key) : -1;
+                Py_XDECREF(key);
+                if (in < 0)
+                    goto fail;
+                candidate = in;
+            }
+        }
+        if (!candidate && (i & 0x1FFF))
+            continue;
+        PyObject *item = Py_BuildValue("(LLOOk)", i, ts, lt, Py_None, (unsigned long)orig);
+        if (item != NULL && candidate) {
+            PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
+            if (data == NULL) {
+                Py_DECREF(item);
+                goto fail;
+            }
+            Py_DECREF(PyTuple_GET_ITEM(item, 3));
+            PyTuple_SET_ITEM(item, 3, data);
+        }
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            goto fail;
+        }
+        Py_DECREF(item);
+    }
+done:
+    PyBuffer_Release(&view);
+    Py_DECREF(lt);
+    return Py_BuildValue("(nLNi)", pos, index, out, ended);
+fail:
+    PyBuffer_Release(&view);
+    Py_XDECREF(out);
+    Py_XDECREF(lt);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"setup_lane", setup_lane, METH_VARARGS, setup_lane_doc},
     {"lane", lane, METH_VARARGS, lane_doc},
     {"scan_lane", scan_lane, METH_VARARGS, scan_lane_doc},
+    {"follow_scan", follow_scan, METH_VARARGS, follow_scan_doc},
     {NULL, NULL, 0, NULL},
 };
 

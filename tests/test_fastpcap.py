@@ -247,3 +247,23 @@ def test_lane_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setattr(readers, "_scan_lane", counting_scan)
         assert _run_snapshot(str(path)) == without, path.name
     assert taken[0] > 20_000 and taken[1] > 20_000
+
+
+def test_follow_filter_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Follow mode's record filter (parallel._candidates) yields the same items with its
+    C loop as without, for a segment cut mid-file and a key set that picks some flows."""
+    import pcapstats.parallel as parallel
+    path = _bench_capture(tmp_path, 30_000)
+    recs = list(read_capture(path, FileInfo(path), []))
+    keys = {data[26:38] for _, _, data, _ in recs[::97] if len(data) >= 38}
+    offsets, off = [], 24
+    for _, _, data, _ in recs:
+        offsets.append(off)
+        off += 16 + len(data)
+    seg = parallel.Segment(0, path, offsets[5_000], offsets[25_000])
+    with_c = list(parallel._candidates(seg, [set(keys)]))
+    monkeypatch.setattr(parallel, "_follow_scan", None)
+    without = list(parallel._candidates(seg, [set(keys)]))
+    assert with_c == without
+    candidates = [it for it in with_c if it[3] is not None]
+    assert 2_000 < len(candidates) < 19_000 and with_c[-1][0] == 20_000
