@@ -24,6 +24,7 @@ behind an upstream proxy and of a direct client are keyed alike.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,10 +75,19 @@ def _xff_client(xff: str | None, client_ip: str | None) -> str | None:
 def _cookie_value(header: str | None, name: str) -> str | None:
     if not header:
         return None
+    if len(header) <= 1024:     # a session repeats its header: cached, like cookie_pairs
+        return _cookie_value_cached(header, name)
+    return _first_value(header, name)
+
+
+def _first_value(header: str, name: str) -> str | None:
     for n, v in cookie_pairs(header):
         if n == name:
             return v
     return None
+
+
+_cookie_value_cached = functools.lru_cache(maxsize=1 << 14)(_first_value)
 
 
 def _set_cookie_value(header: str | None, name: str) -> str | None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from pcapstats.affinity.figures import Evenness, Ratio, evenness, reuse_figures
@@ -183,7 +184,10 @@ def _record_dict(record: SessionRecord | BreakRecord | BackendLoad) -> dict[str,
 # --------------------------------------------------------------------------- core
 
 def _order(reqs: Iterable[RequestView]) -> list[RequestView]:
-    return sorted(reqs, key=lambda r: (r.ts, r.idx))
+    return sorted(reqs, key=_TS_IDX)
+
+
+_TS_IDX = attrgetter("ts", "idx")
 
 
 def _group(reqs: Sequence[RequestView], key: str) -> dict[str, list[RequestView]]:
