@@ -237,6 +237,9 @@ class RunContext:
                         if hi > last:
                             last = hi
                     linktypes[1] = linktypes.get(1, 0) + lt
+                    if progress is not None and npk >= tick:
+                        tick = npk + 0x4000
+                        progress(sum(f.bytes_read for f in files), total)
                     continue
                 npk += 1
                 pos += 1

@@ -92,9 +92,10 @@ class _Window:
     and the bytes before it can still be parsed into records.
     """
 
-    __slots__ = ("read", "buf", "pos", "base", "eof", "error", "compressed")
+    __slots__ = ("read", "buf", "pos", "base", "eof", "error", "compressed", "info")
 
-    def __init__(self, f: BinaryIO, initial: bytes = b"", compressed: bool = False) -> None:
+    def __init__(self, f: BinaryIO, initial: bytes = b"", compressed: bool = False,
+                 info: FileInfo | None = None) -> None:
         # GzipFile.read(n) drops what it decompressed if the stream breaks before n bytes;
         # read1 returns each piece as it comes, and raises only when nothing is left.
         self.read = f.read1 if compressed else f.read  # type: ignore[attr-defined]
@@ -104,6 +105,7 @@ class _Window:
         self.eof = False
         self.error: str | None = None
         self.compressed = compressed
+        self.info = info   # its bytes_read follows each refill (a progress bar reads it)
 
     def fill(self, need: int) -> bool:
         """Make ``need`` bytes available at ``pos``; False if the stream ends first."""
@@ -115,6 +117,8 @@ class _Window:
         parts = [self.buf[self.pos:]]
         self.base += self.pos
         self.pos = 0
+        if self.info is not None:
+            self.info.bytes_read = self.base
         try:
             while have < need:
                 chunk = self.read(max(WINDOW, need - have))
@@ -208,7 +212,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     info.part = start is not None or stop is not None
     if info.part and compressed:
         raise ValueError("a compressed file cannot be read in parts")
-    win = _Window(stream, head, compressed)
+    win = _Window(stream, head, compressed, info)
     bounds = (start, (1 << 62) if stop is None else stop, stream)
     try:
         try:

@@ -1,0 +1,38 @@
+"""The progress callback (the CLI's progress bar) advances while a capture is read,
+with the fast lane's counted records as with the per-record path, and ends at the total."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import pcapstats
+import pcapstats.pipeline as pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _capture(tmp_path: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(bench)
+    path = tmp_path / "p.pcap"
+    bench.generate(path, 60_000)       # ~49 MB: several 1 MiB windows
+    return path
+
+
+@pytest.mark.parametrize("lane", [True, False])
+def test_progress_advances(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lane: bool) -> None:
+    path = _capture(tmp_path)
+    if not lane:
+        monkeypatch.setattr(pipeline, "_lane", None)
+    seen: list[tuple[int, int]] = []
+    pcapstats.analyze(str(path), progress=lambda done, total: seen.append((done, total)))
+    size = path.stat().st_size
+    done = [d for d, _ in seen]
+    assert all(t == size for _, t in seen)
+    assert done == sorted(done) and done[-1] == size
+    assert len({d for d in done if 0 < d < size}) >= 2     # it moved before the end
