@@ -106,7 +106,7 @@ static inline int ordinary_record(const unsigned char *buf, Py_ssize_t len, Py_s
     *incl = rd32(h + 8, big);
     *orig = rd32(h + 12, big);
     if ((unsigned long)*incl > limit || (!*incl && !*orig)
-        || len - pos - rec_len < (Py_ssize_t)*incl)
+        || (uint64_t)(len - pos - rec_len) < (uint64_t)*incl)
         return 0;
     *ts = (long long)rd32(h, big) * 1000000000LL + (long long)rd32(h + 4, big) * mult;
     return 1;
@@ -229,7 +229,11 @@ static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
 {
     PyObject *d = PyDict_GetItemString(t->tp_dict, name);
     if (d == NULL || !PyObject_TypeCheck(d, &PyMemberDescr_Type)
-        || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+        || PyDescr_TYPE(d) != t
+        || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX
+        || ((PyMemberDescrObject *)d)->d_member->offset < (Py_ssize_t)sizeof(PyObject)
+        || ((PyMemberDescrObject *)d)->d_member->offset
+               > t->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
         PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ field", t->tp_name, name);
         return -1;
     }
@@ -249,6 +253,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
                           &PyType_Type, &t[2], &PyType_Type, &t[3], &PyType_Type, &t[4],
                           &PyType_Type, &t[5]))
         return NULL;
+    lane_ready = 0;         /* the offsets below are rewritten one by one: no lane until all are */
     if (slot(t[0], "client_ip", &c_client_ip) || slot(t[0], "client_port", &c_client_port)
         || slot(t[0], "last_ts", &c_last_ts) || slot(t[0], "last_pos", &c_last_pos)
         || slot(t[0], "packets", &c_packets) || slot(t[0], "packets_client", &c_packets_client)
@@ -268,27 +273,29 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || slot(t[5], "state", &r_state) || slot(t[5], "remaining", &r_remaining)
         || slot(t[5], "body", &r_body) || slot(t[5], "last_ts", &r_last_ts))
         return NULL;
-    if (!L_A) {
-        L_A = PyUnicode_InternFromString("A");
-        L_D = PyUnicode_InternFromString("D");
-        L_a = PyUnicode_InternFromString("a");
-        L_d = PyUnicode_InternFromString("d");
-        S_table = PyUnicode_InternFromString("table");
-        S_now = PyUnicode_InternFromString("now");
-        S_pos = PyUnicode_InternFromString("pos");
-        S_since = PyUnicode_InternFromString("_since_sweep");
-        S_data = PyUnicode_InternFromString("data");
-        ONE = PyLong_FromLong(1);
-        if (!L_A || !L_D || !L_a || !L_d || !S_table || !S_now || !S_pos || !S_since || !S_data
-            || !ONE)
-            return NULL;
-    }
+    /* each made once; a failure part-way leaves the rest to the next call */
+    if ((!L_A && !(L_A = PyUnicode_InternFromString("A")))
+        || (!L_D && !(L_D = PyUnicode_InternFromString("D")))
+        || (!L_a && !(L_a = PyUnicode_InternFromString("a")))
+        || (!L_d && !(L_d = PyUnicode_InternFromString("d")))
+        || (!S_table && !(S_table = PyUnicode_InternFromString("table")))
+        || (!S_now && !(S_now = PyUnicode_InternFromString("now")))
+        || (!S_pos && !(S_pos = PyUnicode_InternFromString("pos")))
+        || (!S_since && !(S_since = PyUnicode_InternFromString("_since_sweep")))
+        || (!S_data && !(S_data = PyUnicode_InternFromString("data")))
+        || (!ONE && !(ONE = PyLong_FromLong(1))))
+        return NULL;
     for (int i = 0; i < 6; i++)
         Py_INCREF(t[i]);
+    Py_XDECREF(T_conn); Py_XDECREF(T_half); Py_XDECREF(T_zeek);
+    Py_XDECREF(T_app); Py_XDECREF(T_http); Py_XDECREF(T_reader);
     T_conn = t[0]; T_half = t[1]; T_zeek = t[2]; T_app = t[3]; T_http = t[4]; T_reader = t[5];
     lane_ready = 1;
     Py_RETURN_NONE;
 }
+
+/* a set slot holding an exact int */
+#define IS_SET_INT(v) ((v) != NULL && PyLong_CheckExact(v))
 
 /* a slot's int value as a C long long; -1 with ok = 0 if it is not a small int */
 static long long slot_ll(PyObject *v, int *ok)
@@ -317,7 +324,12 @@ static void slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
 
 static int slot_add(PyObject *obj, Py_ssize_t off, PyObject *amount)
 {
-    PyObject *v = PyNumber_Add(SLOT(obj, off), amount);
+    PyObject *cur = SLOT(obj, off);
+    if (cur == NULL) {          /* unset meanwhile: what `obj.field += n` raises */
+        PyErr_SetString(PyExc_AttributeError, "a __slots__ field is not set");
+        return -1;
+    }
+    PyObject *v = PyNumber_Add(cur, amount);
     if (v == NULL)
         return -1;
     slot_set(obj, off, v);
@@ -343,7 +355,8 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
     long long ack = slot_ll(PyTuple_GET_ITEM(r, 7), &ok);
     long long missing = slot_ll(PyTuple_GET_ITEM(r, 9), &ok);
     if (!ok || (flags & 0x17) != 0x10 || missing != 0 || !PyBytes_CheckExact(payload)
-        || !PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst))
+        || !PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst)
+        || !PyLong_CheckExact(sport) || !PyLong_CheckExact(dport))
         return 0;
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
 
@@ -367,27 +380,39 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
     if (conn == NULL)
         return PyErr_Occurred() ? -1 : 0;
     int result = 0;
-    PyObject *since = NULL, *now = NULL, *pos = NULL;
+    PyObject *since = NULL, *now = NULL, *pos = NULL, *mine = NULL, *sink = NULL, *rd = NULL;
     if (Py_TYPE(conn) != T_conn || SLOT(conn, c_done) != Py_False)
         goto out;
     PyObject *cip = SLOT(conn, c_client_ip), *cport = SLOT(conn, c_client_port);
-    if (cip == NULL || cport == NULL || !PyBytes_CheckExact(cip))
+    if (cip == NULL || !PyBytes_CheckExact(cip) || cport == NULL || !PyLong_CheckExact(cport))
         goto out;
     int same_end = PyBytes_GET_SIZE(src) == PyBytes_GET_SIZE(dst)
         && memcmp(PyBytes_AS_STRING(src), PyBytes_AS_STRING(dst), PyBytes_GET_SIZE(src)) == 0;
-    int port_eq = PyObject_RichCompareBool(sport, dport, Py_EQ);
+    int port_eq = PyObject_RichCompareBool(sport, dport, Py_EQ);   /* exact ints: no code runs */
+    if (port_eq < 0)
+        goto fail;
     int c_port_eq = PyObject_RichCompareBool(sport, cport, Py_EQ);
-    if (port_eq < 0 || c_port_eq < 0)
+    if (c_port_eq < 0)
         goto fail;
     if (same_end && port_eq)
         goto out;                           /* a connection to itself */
     int from_client = c_port_eq && PyBytes_GET_SIZE(src) == PyBytes_GET_SIZE(cip)
         && memcmp(PyBytes_AS_STRING(src), PyBytes_AS_STRING(cip), PyBytes_GET_SIZE(src)) == 0;
-    PyObject *mine = SLOT(conn, from_client ? c_cstream : c_sstream);
+    mine = SLOT(conn, from_client ? c_cstream : c_sstream);
     PyObject *peer = SLOT(conn, from_client ? c_sstream : c_cstream);
     PyObject *zeek = SLOT(conn, c_zeek);
     if (mine == NULL || peer == NULL || zeek == NULL || Py_TYPE(mine) != T_half
-        || Py_TYPE(peer) != T_half || Py_TYPE(zeek) != T_zeek)
+        || Py_TYPE(peer) != T_half || Py_TYPE(zeek) != T_zeek) {
+        mine = NULL;
+        goto out;
+    }
+    Py_INCREF(mine);            /* packet()'s local: sink.data() may replace the slot */
+    /* the fields written below: set, and ints (their old values are dropped: no code runs) */
+    if (!IS_SET_INT(SLOT(conn, c_packets))
+        || !IS_SET_INT(SLOT(conn, from_client ? c_packets_client : c_packets_server))
+        || !IS_SET_INT(SLOT(mine, h_offset))
+        || SLOT(conn, c_synack) == NULL || SLOT(conn, c_syn) == NULL
+        || SLOT(mine, h_from_client) == NULL)
         goto out;
     /* Zeek: the endpoint is ESTABLISHED (4) and this segment's letter was recorded */
     if (slot_ll(SLOT(zeek, from_client ? z_orig : z_resp), &ok) != 4 || !ok)
@@ -404,9 +429,9 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
         goto out;
     if (SLOT(peer, h_fin_seq) != Py_None)                   /* it may ACK the peer's FIN */
         goto out;
-    PyObject *sink = SLOT(conn, c_consumer);
+    PyObject *sink_b = SLOT(conn, c_consumer);        /* borrowed until the INCREF below */
     if (n) {
-        if (SLOT(conn, c_oriented) != Py_True || sink == NULL || sink == Py_None)
+        if (SLOT(conn, c_oriented) != Py_True || sink_b == NULL || sink_b == Py_None)
             goto out;
         long long next = slot_ll(SLOT(mine, h_next_seq), &ok);
         PyObject *pending = SLOT(mine, h_pending);
@@ -439,9 +464,11 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
     if (since == NULL)
         goto fail;
     long long sweep = slot_ll(since, &ok);
-    if (!ok || sweep + 1 >= 8192)
+    if (!ok || sweep >= 8191)
         goto out;
-    PyObject *rd = NULL;                     /* the HTTP reader, when a body skips Python */
+    sink = sink_b;
+    Py_XINCREF(sink);          /* packet()'s local too */
+    /* rd: the HTTP reader, when a body skips Python */
     long long remaining = 0;
     if (n && Py_TYPE(sink) == T_app) {
         PyObject *impl = SLOT(sink, a_impl);
@@ -456,6 +483,7 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
                 if (!ok || remaining <= n || SLOT(rd, r_body) == NULL)
                     rd = NULL;
             }
+            Py_XINCREF(rd);
         }
     }
 
@@ -523,14 +551,14 @@ out:
     Py_XDECREF(since);
     Py_XDECREF(now);
     Py_XDECREF(pos);
+    Py_XDECREF(mine);
+    Py_XDECREF(sink);
+    Py_XDECREF(rd);
     Py_DECREF(conn);
     return result;
 fail:
-    Py_XDECREF(since);
-    Py_XDECREF(now);
-    Py_XDECREF(pos);
-    Py_DECREF(conn);
-    return -1;
+    result = -1;
+    goto out;
 }
 
 static PyObject *lane(PyObject *self, PyObject *args)
@@ -569,9 +597,14 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
     Py_ssize_t len = view.len;
     long long taken = 0, wire = 0, cap = 0, lo = 0, hi = 0, cur;
     PyObject *slow = NULL, *six = PyLong_FromLong(6), *lt = PyLong_FromLong(1);
-    PyObject *tpos = PyObject_GetAttr(table, S_pos ? S_pos : Py_None);
+    PyObject *tpos = NULL;
     int ok = 1;
-    if (!six || !lt || !tpos || !lane_ready)
+    if (!lane_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_lane() has not succeeded");
+        goto fail;
+    }
+    tpos = PyObject_GetAttr(table, S_pos);
+    if (!six || !lt || !tpos)
         goto fail;
     cur = slot_ll(tpos, &ok);
     if (!ok || bad_window(pos, rec_len, mult))
@@ -698,7 +731,7 @@ static PyObject *follow_scan(PyObject *self, PyObject *args)
             ended = 1;
             break;
         }
-        if (len - pos - rec_len < (Py_ssize_t)incl)
+        if ((uint64_t)(len - pos - rec_len) < (uint64_t)incl)
             break;
         long long ts = (long long)rd32(h, big) * 1000000000LL + (long long)rd32(h + 4, big) * mult;
         const unsigned char *d = h + rec_len;

@@ -269,14 +269,22 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
         n = 0
         while offset < stop:
             if _follow_scan is not None and len(buf) - pos >= rl:
-                # the same loop in C, over the whole records in the buffer (the keys only
-                # shrink while it runs, so a stale set yields a few more candidates, which
-                # follow() ignores); below, one record in Python: refill or end
+                # the same loop in C, over the whole records in the buffer; below, one
+                # record in Python: refill or end
                 start = pos
+                keys = holder[0]
                 pos, n, items, ended = _follow_scan(buf, pos, stop - offset + pos, endian == ">",
-                                                    mult, rl, linktype, holder[0], n, 4096)
+                                                    mult, rl, linktype, keys, n, 4096)
                 offset += pos - start
-                yield from items
+                for item in items:
+                    # the caller shrinks the keys as connections end: filter again by the
+                    # keys of now, exactly as the Python loop would have
+                    if holder[0] is not keys and item[3] is not None \
+                            and not _candidate(item[3], holder[0], eth):
+                        if item[0] & 0x1FFF:
+                            continue
+                        item = item[:3] + (None, item[4])
+                    yield item
                 if ended:
                     break
                 if pos != start:
@@ -299,22 +307,26 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
             offset += rl + incl
             i = n
             n += 1
-            if eth and incl >= 38:
-                et = buf[d + 12:d + 14]
-                keys = holder[0]
-                if et == _ETH_IP4:
-                    if buf[d + 14] == 0x45 and buf[d + 23] == 6 and not buf[d + 20] & 0x3F \
-                            and not buf[d + 21] and buf[d + 26:d + 38] not in keys:
-                        if not i & 0x1FFF:
-                            yield i, sec * 1_000_000_000 + frac * mult, linktype, None, orig
-                        continue
-                elif et == _ETH_IP6 and incl >= 58:
-                    if buf[d + 20] == 6 and buf[d + 22:d + 58] not in keys:
-                        if not i & 0x1FFF:
-                            yield i, sec * 1_000_000_000 + frac * mult, linktype, None, orig
-                        continue
-            yield i, sec * 1_000_000_000 + frac * mult, linktype, buf[d:pos], orig
+            frame = buf[d:pos]
+            if not _candidate(frame, holder[0], eth):
+                if not i & 0x1FFF:
+                    yield i, sec * 1_000_000_000 + frac * mult, linktype, None, orig
+                continue
+            yield i, sec * 1_000_000_000 + frac * mult, linktype, frame, orig
         yield n, None, None, None, None
+
+
+def _candidate(d: bytes, keys: set[bytes], eth: bool) -> bool:
+    """What _candidates' Python loop decides for the frame ``d`` with ``keys``."""
+    if not eth or len(d) < 38:
+        return True
+    et = d[12:14]
+    if et == _ETH_IP4:
+        return not (d[14] == 0x45 and d[23] == 6 and not d[20] & 0x3F and not d[21]) \
+            or d[26:38] in keys
+    if et == _ETH_IP6 and len(d) >= 58:
+        return d[20] != 6 or d[22:58] in keys
+    return True
 
 
 class Declined(Exception):

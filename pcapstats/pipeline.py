@@ -306,7 +306,7 @@ try:
     from .tcp.reassembly import HalfStream as _HalfStream
     from .tcp.zeek import ZeekState as _ZeekState
     _setup_lane(Connection, _HalfStream, _ZeekState, AppStream, HttpStream, _DirectionReader)
-except ImportError:     # pragma: no cover - built without a compiler
+except (ImportError, TypeError):    # pragma: no cover - no compiler; a class lost its slots
     _lane = None
 
 

@@ -267,3 +267,26 @@ def test_follow_filter_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert with_c == without
     candidates = [it for it in with_c if it[3] is not None]
     assert 2_000 < len(candidates) < 19_000 and with_c[-1][0] == 20_000
+
+
+def test_follow_filter_keys_shrinking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller drops keys as followed connections end, in the middle of what the C loop
+    filtered as one batch: the items must still be what the Python loop yields."""
+    import pcapstats.parallel as parallel
+    path = _bench_capture(tmp_path, 30_000)
+    recs = list(read_capture(path, FileInfo(path), []))
+    keys = sorted({data[26:38] for _, _, data, _ in recs[::53] if len(data) >= 38})
+    seg = parallel.Segment(0, path, None, None)
+
+    def consume() -> list:
+        holder = [set(keys)]
+        out = []
+        for item in parallel._candidates(seg, holder):
+            out.append(item)
+            if len(out) % 50 == 0 and holder[0]:   # a connection ends: a new, smaller set
+                holder[0] = set(sorted(holder[0])[1:])
+        return out
+
+    with_c = consume()
+    monkeypatch.setattr(parallel, "_follow_scan", None)
+    assert with_c == consume()
