@@ -101,7 +101,10 @@ def backend_rows(rec: TlsRecording, ps: PcapstatsTls) -> dict[tuple[str, int], d
     """(scenario, seq) -> pcapstats' row of HAProxy's backend connection for that client
     connection, tied through HAProxy's log (%ci:%cp -> %bi:%bp)."""
     log = {(line.client_ip, line.client_port): line for line in rec.proxy_log}
-    rows = {(r["client_ip"], r["client_port"]): r for r in ps.all_rows}
+    # by the whole 4-tuple: HAProxy may reuse a source port for a later backend
+    # connection to another server within one recording
+    rows = {(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"]): r
+            for r in ps.all_rows}
     crow = client_rows(rec, ps)
     out = {}
     for c in rec.clients:
@@ -110,7 +113,8 @@ def backend_rows(rec: TlsRecording, ps: PcapstatsTls) -> dict[tuple[str, int], d
         front = crow[(c.scenario, c.seq)]
         line = log[(front["client_ip"], front["client_port"])]
         assert line.proxy_ip == PROXY_IP
-        out[(c.scenario, c.seq)] = rows[(line.proxy_ip, line.proxy_port)]
+        out[(c.scenario, c.seq)] = rows[(line.proxy_ip, line.proxy_port, line.server_ip,
+                                         line.server_port)]
     return out
 
 
