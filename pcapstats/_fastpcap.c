@@ -573,6 +573,92 @@ static PyObject *lane(PyObject *self, PyObject *args)
     return PyBool_FromLong(done);
 }
 
+/* What the loops with the fast lane count of the records it takes. */
+struct taken {
+    long long n, wire, cap, lo, hi, cur;    /* cur: position of the last record */
+};
+
+/* One record for a loop running the fast lane: taken by it (counted in *t), or made into
+ * the record Python must take (*slow), as scan() gives it. 1: taken, 0: *slow, -1: error. */
+static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, uint32_t orig,
+                       long long ts, PyObject *lt, int ethernet, PyObject *six,
+                       struct taken *t, PyObject **slow)
+{
+    PyObject *dec = ethernet ? decode_fast(d, (Py_ssize_t)incl, six) : NULL;
+    if (dec == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *tsobj = PyLong_FromLongLong(ts);
+    if (tsobj == NULL) {
+        Py_XDECREF(dec);
+        return -1;
+    }
+    if (dec != NULL) {
+        PyObject *posobj = PyLong_FromLongLong(t->cur + 1);
+        int got = posobj ? lane_core(table, tsobj, dec, posobj) : -1;
+        Py_XDECREF(posobj);
+        if (got != 0) {
+            Py_DECREF(dec);
+            Py_DECREF(tsobj);
+            if (got < 0)
+                return -1;
+            if (!t->n)
+                t->lo = t->hi = ts;
+            else if (ts > t->hi)
+                t->hi = ts;
+            else if (ts < t->lo)
+                t->lo = ts;
+            t->n++;
+            t->cur++;
+            t->wire += orig;
+            t->cap += incl;
+            return 1;
+        }
+    }
+    PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
+    if (data == NULL) {
+        Py_XDECREF(dec);
+        Py_DECREF(tsobj);
+        return -1;
+    }
+    if (dec == NULL) {
+        dec = Py_None;
+        Py_INCREF(dec);
+    }
+    *slow = Py_BuildValue("(NONkN)", tsobj, lt, data, (unsigned long)orig, dec);
+    return *slow != NULL ? 0 : -1;
+}
+
+/* table.pos, for a loop that starts the lane (error set if the lane is not set up) */
+static int lane_start(PyObject *table, struct taken *t)
+{
+    if (!lane_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_lane() has not succeeded");
+        return -1;
+    }
+    PyObject *tpos = PyObject_GetAttr(table, S_pos);
+    if (tpos == NULL)
+        return -1;
+    int ok = 1;
+    t->cur = slot_ll(tpos, &ok);
+    Py_DECREF(tpos);
+    if (!ok) {
+        PyErr_SetString(PyExc_TypeError, "table.pos is not an int");
+        return -1;
+    }
+    return 0;
+}
+
+/* table.pos after the records the lane took */
+static int lane_end(PyObject *table, struct taken *t)
+{
+    if (!t->n)
+        return 0;
+    PyObject *c = PyLong_FromLongLong(t->cur);
+    int err = c == NULL || PyObject_SetAttr(table, S_pos, c) < 0;
+    Py_XDECREF(c);
+    return err ? -1 : 0;
+}
+
 PyDoc_STRVAR(scan_lane_doc,
 "scan_lane(buf, pos, stop, big_endian, ts_mult, rec_len, limit, max_records, table)\n"
 "-> (pos, taken, wire, captured, first_ts, last_ts, record)\n\n"
@@ -595,106 +681,38 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
         return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t len = view.len;
-    long long taken = 0, wire = 0, cap = 0, lo = 0, hi = 0, cur;
+    struct taken t = {0, 0, 0, 0, 0, 0};
     PyObject *slow = NULL, *six = PyLong_FromLong(6), *lt = PyLong_FromLong(1);
-    PyObject *tpos = NULL;
-    int ok = 1;
-    if (!lane_ready) {
-        PyErr_SetString(PyExc_RuntimeError, "setup_lane() has not succeeded");
+    if (!six || !lt || lane_start(table, &t) < 0)
         goto fail;
-    }
-    tpos = PyObject_GetAttr(table, S_pos);
-    if (!six || !lt || !tpos)
-        goto fail;
-    cur = slot_ll(tpos, &ok);
-    if (!ok || bad_window(pos, rec_len, mult))
+    if (bad_window(pos, rec_len, mult))
         goto done;
     long long ts;
     uint32_t incl, orig;
-    while (taken < max_records && pos < stop
+    while (t.n < max_records && pos < stop
            && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
-        const unsigned char *d = buf + pos + rec_len;
-        PyObject *dec = decode_fast(d, (Py_ssize_t)incl, six);
-        if (dec == NULL && PyErr_Occurred())
+        int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, lt, 1, six, &t, &slow);
+        if (got < 0)
             goto fail;
-        PyObject *tsobj = PyLong_FromLongLong(ts);
-        if (tsobj == NULL) {
-            Py_XDECREF(dec);
-            goto fail;
-        }
-        if (dec != NULL) {
-            PyObject *posobj = PyLong_FromLongLong(cur + 1);
-            int got = posobj ? lane_core(table, tsobj, dec, posobj) : -1;
-            Py_XDECREF(posobj);
-            if (got < 0) {
-                Py_DECREF(dec);
-                Py_DECREF(tsobj);
-                goto fail;
-            }
-            if (got) {
-                Py_DECREF(dec);
-                Py_DECREF(tsobj);
-                if (!taken)
-                    lo = hi = ts;
-                else if (ts > hi)
-                    hi = ts;
-                else if (ts < lo)
-                    lo = ts;
-                taken++;
-                cur++;
-                wire += orig;
-                cap += incl;
-                pos += rec_len + (Py_ssize_t)incl;
-                continue;
-            }
-        }
-        /* the record Python must take: as scan() gives it */
-        PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
-        PyObject *origobj = PyLong_FromUnsignedLong(orig);
-        slow = PyTuple_New(5);
-        if (!data || !origobj || !slow) {
-            Py_XDECREF(data);
-            Py_XDECREF(origobj);
-            Py_XDECREF(dec);
-            Py_DECREF(tsobj);
-            goto fail;
-        }
-        if (dec == NULL) {
-            dec = Py_None;
-            Py_INCREF(dec);
-        }
-        Py_INCREF(lt);
-        PyTuple_SET_ITEM(slow, 0, tsobj);
-        PyTuple_SET_ITEM(slow, 1, lt);
-        PyTuple_SET_ITEM(slow, 2, data);
-        PyTuple_SET_ITEM(slow, 3, origobj);
-        PyTuple_SET_ITEM(slow, 4, dec);
         pos += rec_len + (Py_ssize_t)incl;
-        break;
+        if (!got)
+            break;
     }
-    if (taken) {
-        PyObject *c = PyLong_FromLongLong(cur);
-        if (c == NULL || PyObject_SetAttr(table, S_pos, c) < 0) {
-            Py_XDECREF(c);
-            goto fail;
-        }
-        Py_DECREF(c);
-    }
+    if (lane_end(table, &t) < 0)
+        goto fail;
 done:
     PyBuffer_Release(&view);
     Py_XDECREF(six);
     Py_XDECREF(lt);
-    Py_XDECREF(tpos);
     if (slow == NULL) {
         slow = Py_None;
         Py_INCREF(slow);
     }
-    return Py_BuildValue("(nLLLLLN)", pos, taken, wire, cap, lo, hi, slow);
+    return Py_BuildValue("(nLLLLLN)", pos, t.n, t.wire, t.cap, t.lo, t.hi, slow);
 fail:
     PyBuffer_Release(&view);
     Py_XDECREF(six);
     Py_XDECREF(lt);
-    Py_XDECREF(tpos);
     Py_XDECREF(slow);
     return NULL;
 }
@@ -789,12 +807,146 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------
+ * pcapng: the same loop over Enhanced Packet Blocks. It stops at any other block, at a
+ * block it is not sure of (length, trailer, interface, captured length, a timestamp out
+ * of int64 nanoseconds) and at the stop offset; readers._read_pcapng takes it from there.
+ */
+#define MAX_IFACES 64
+
+PyDoc_STRVAR(scan_epb_doc,
+"scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table)\n"
+"-> (pos, records, last_ts, taken, wire, captured, first_ts, last_ts_taken)\n\n"
+"Records of the Enhanced Packet Blocks from ``pos``, as scan() gives them; ``ifaces``:\n"
+"(linktype, mult, div, offset_ns) per interface (ts = raw * mult // div + offset_ns);\n"
+"``last_ts``: the last record's timestamp (None if none). With a ``table`` (else None),\n"
+"as scan_lane(): Ethernet records the lane takes are only counted, and the loop stops\n"
+"after the first record it declines (then the only one in ``records``).");
+
+static PyObject *scan_epb(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, stop, max_block, max_records;
+    int big;
+    PyObject *ifaces, *table;
+    struct taken t = {0, 0, 0, 0, 0, 0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nninO!nO", &view, &pos, &stop, &big, &max_block,
+                          &PyTuple_Type, &ifaces, &max_records, &table))
+        return NULL;
+    if (table == Py_None)
+        table = NULL;
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t len = view.len, nif = PyTuple_GET_SIZE(ifaces);
+    long long lt_v[MAX_IFACES], mult_v[MAX_IFACES], div_v[MAX_IFACES], off_v[MAX_IFACES];
+    PyObject *lt_o[MAX_IFACES];
+    PyObject *out = PyList_New(0), *six = PyLong_FromLong(6), *last = NULL;
+    long long last_ts = 0;
+    int any = 0, ok = 1;
+    if (!out || !six || (table != NULL && lane_start(table, &t) < 0))
+        goto fail;
+    if (nif > MAX_IFACES || pos < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < nif; i++) {
+        PyObject *t = PyTuple_GET_ITEM(ifaces, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 4)
+            goto done;
+        lt_o[i] = PyTuple_GET_ITEM(t, 0);
+        lt_v[i] = slot_ll(lt_o[i], &ok);
+        mult_v[i] = slot_ll(PyTuple_GET_ITEM(t, 1), &ok);
+        div_v[i] = slot_ll(PyTuple_GET_ITEM(t, 2), &ok);
+        off_v[i] = slot_ll(PyTuple_GET_ITEM(t, 3), &ok);
+        if (!ok || mult_v[i] < 1 || div_v[i] < 1)
+            goto done;
+    }
+    while (PyList_GET_SIZE(out) + t.n < max_records && pos < stop && len - pos >= 32) {
+        const unsigned char *h = buf + pos;
+        uint32_t btype = rd32(h, big), blen = rd32(h + 4, big);
+        if (btype != 6 || blen < 32 || blen % 4 || (Py_ssize_t)blen > max_block
+            || (uint64_t)(len - pos) < (uint64_t)blen || rd32(h + blen - 4, big) != blen)
+            break;
+        uint32_t ifid = rd32(h + 8, big), thi = rd32(h + 12, big), tlo = rd32(h + 16, big);
+        uint32_t cap = rd32(h + 20, big), orig = rd32(h + 24, big);
+        if ((Py_ssize_t)ifid >= nif || cap > blen - 32)
+            break;
+        __int128 raw = ((__int128)thi << 32) | tlo;
+        __int128 t128 = raw * mult_v[ifid] / div_v[ifid] + off_v[ifid];
+        if (t128 < 0 || t128 > (__int128)0x7FFFFFFFFFFFFFFFLL)
+            break;                                   /* clamped and counted in Python */
+        long long ts = (long long)t128;
+        const unsigned char *d = h + 28;
+        if (table != NULL) {
+            PyObject *slow = NULL;
+            int got = lane_record(table, d, cap, orig, ts, lt_o[ifid], lt_v[ifid] == 1, six, &t,
+                                  &slow);
+            if (got < 0)
+                goto fail;
+            last_ts = ts;
+            any = 1;
+            pos += blen;
+            if (got)
+                continue;
+            int err = PyList_Append(out, slow);
+            Py_DECREF(slow);
+            if (err < 0)
+                goto fail;
+            break;
+        }
+        PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)cap);
+        if (!data)
+            goto fail;
+        PyObject *dec = NULL;
+        if (lt_v[ifid] == 1) {
+            dec = decode_fast(d, (Py_ssize_t)cap, six);
+            if (!dec && PyErr_Occurred()) {
+                Py_DECREF(data);
+                goto fail;
+            }
+        }
+        if (!dec) {
+            dec = Py_None;
+            Py_INCREF(dec);
+        }
+        PyObject *rec = Py_BuildValue("(LONkN)", ts, lt_o[ifid], data, (unsigned long)orig, dec);
+        if (rec == NULL || PyList_Append(out, rec) < 0) {
+            Py_XDECREF(rec);
+            goto fail;
+        }
+        Py_DECREF(rec);
+        last_ts = ts;
+        any = 1;
+        pos += blen;
+    }
+    if (table != NULL && lane_end(table, &t) < 0)
+        goto fail;
+done:
+    PyBuffer_Release(&view);
+    Py_XDECREF(six);
+    if (any)
+        last = PyLong_FromLongLong(last_ts);
+    else {
+        last = Py_None;
+        Py_INCREF(last);
+    }
+    if (last == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return Py_BuildValue("(nNNLLLLL)", pos, out, last, t.n, t.wire, t.cap, t.lo, t.hi);
+fail:
+    PyBuffer_Release(&view);
+    Py_XDECREF(out);
+    Py_XDECREF(six);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"setup_lane", setup_lane, METH_VARARGS, setup_lane_doc},
     {"lane", lane, METH_VARARGS, lane_doc},
     {"scan_lane", scan_lane, METH_VARARGS, scan_lane_doc},
     {"follow_scan", follow_scan, METH_VARARGS, follow_scan_doc},
+    {"scan_epb", scan_epb, METH_VARARGS, scan_epb_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,11 +19,13 @@ from pcapstats.pipeline import Options, run
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "captures"
 C_SCAN = readers._scan
+C_SCAN_EPB = readers._scan_epb
 
 
 def test_the_c_loop_is_built() -> None:
     """The install builds it (setup.py); without it the tool is about 30% slower."""
-    assert C_SCAN is not None, "pcapstats._fastpcap is missing: reinstall with a C compiler"
+    assert C_SCAN is not None and C_SCAN_EPB is not None, \
+        "pcapstats._fastpcap is missing: reinstall with a C compiler"
 
 
 def _captures() -> list[Path]:
@@ -34,8 +36,8 @@ def _captures() -> list[Path]:
 
 
 def _records(path: str, c: bool, **kw) -> tuple[list, list, dict]:
-    saved = readers._scan
-    readers._scan = C_SCAN if c else None
+    saved = readers._scan, readers._scan_epb
+    readers._scan, readers._scan_epb = (C_SCAN, C_SCAN_EPB) if c else (None, None)
     info, problems = FileInfo(path), []
     try:
         recs = list(read_capture(path, info, problems, decoded=True, **kw))
@@ -43,7 +45,7 @@ def _records(path: str, c: bool, **kw) -> tuple[list, list, dict]:
     except PcapstatsError as exc:
         recs, err = [], str(exc)
     finally:
-        readers._scan = saved
+        readers._scan, readers._scan_epb = saved
     state = {k: getattr(info, k) for k in ("records", "bytes_read", "stopped_at",
                                           "unsplittable", "format")}
     return recs, [repr(p) for p in problems] + [err], state
@@ -290,3 +292,94 @@ def test_follow_filter_keys_shrinking(tmp_path: Path, monkeypatch: pytest.Monkey
     with_c = consume()
     monkeypatch.setattr(parallel, "_follow_scan", None)
     assert with_c == consume()
+
+
+# -- pcapng: the Enhanced Packet Block loop ----------------------------------------------
+
+def _block(btype: int, body: bytes, endian: str = "<", blen: int | None = None,
+           trailer: int | None = None) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    n = 12 + len(body) if blen is None else blen
+    return (struct.pack(endian + "II", btype, n) + body
+            + struct.pack(endian + "I", n if trailer is None else trailer))
+
+
+def _shb(endian: str = "<") -> bytes:
+    return _block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1), endian)
+
+
+def _idb(linktype: int = 1, tsresol: int | None = None, tsoffset: int | None = None,
+         endian: str = "<") -> bytes:
+    opts = b""
+    if tsresol is not None:
+        opts += struct.pack(endian + "HH", 9, 1) + bytes([tsresol]) + b"\x00" * 3
+    if tsoffset is not None:
+        opts += struct.pack(endian + "HHq", 14, 8, tsoffset)
+    if opts:
+        opts += struct.pack(endian + "HH", 0, 0)
+    return _block(1, struct.pack(endian + "HHI", linktype, 0, 65535) + opts, endian)
+
+
+def _epb(ifid: int, ts: int, data: bytes, orig: int | None = None, endian: str = "<",
+         cap: int | None = None) -> bytes:
+    return _block(6, struct.pack(endian + "IIIII", ifid, ts >> 32, ts & 0xFFFFFFFF,
+                                 len(data) if cap is None else cap,
+                                 len(data) if orig is None else orig) + data, endian)
+
+
+def test_pcapng_crafted(tmp_path: Path) -> None:
+    """Two sections (both byte orders), interfaces with other resolutions and offsets and
+    link types, simple and other blocks between packet blocks, a timestamp that must be
+    clamped, and faults: the same records, faults and decoding either way."""
+    full, cut = _tcp(), _tcp()[:60]
+    body = b"".join([
+        _shb(), _idb(), _idb(101, tsresol=9), _idb(1, tsresol=0x80 | 20, tsoffset=-5),
+        _epb(0, 1_700_000_000_000_000, full), _epb(0, 1_700_000_000_000_001, cut, len(full)),
+        _epb(1, 5, b"\x45" + b"\x00" * 30), _epb(2, 1 << 40, full),
+        _block(3, struct.pack("<I", len(full)) + full),           # simple packet block
+        _block(5, b"stats"), _epb(0, 2**64 - 1, full),            # clamped timestamp
+        _epb(0, 9, full),
+        _shb(">"), _idb(endian=">"), _epb(0, 77, full, endian=">"), _epb(0, 78, cut, 99, ">"),
+    ])
+    for tail in (b"", _epb(5, 1, full), _epb(0, 1, full, cap=5000), _epb(0, 1, full)[:-3],
+                 _block(6, b"\x00" * 8), _epb(0, 1, full)[:-4] + b"\x01\x00\x00\x00"):
+        path = tmp_path / "c.pcapng"
+        path.write_bytes(body + tail)
+        assert _check_same(str(path)) >= 5
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(packets=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2**64 - 1), _frames,
+                                  st.integers(0, 2**32 - 1)), max_size=10),
+       endian=st.sampled_from(["<", ">"]), chop=st.integers(0, 40))
+def test_pcapng_random(tmp_path_factory: pytest.TempPathFactory, packets: list, endian: str,
+                       chop: int) -> None:
+    body = _shb(endian) + _idb(endian=endian) + _idb(1, 3, 7, endian) \
+        + b"".join(_epb(i, ts, d, o, endian) for i, ts, d, o in packets)
+    path = tmp_path_factory.mktemp("g") / "r.pcapng"
+    path.write_bytes(body[:len(body) - chop] if chop < len(body) else body)
+    _check_same(str(path))
+
+
+def test_pcapng_whole_run_and_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark-shaped capture as pcapng: a whole run equals the pcap's and the run
+    without the C loops and the lane, and the parts of a parallel run equal the serial
+    run (the C loop starts after the seek)."""
+    import pcapstats
+    import pcapstats.pipeline as pipeline
+    src = _bench_capture(tmp_path, 20_000)
+    recs = list(read_capture(src, FileInfo(src), []))
+    ng = tmp_path / "b.pcapng"
+    ng.write_bytes(_shb() + _idb(tsresol=6)
+                   + b"".join(_epb(0, ts // 1000, d, o) for ts, _, d, o in recs))
+    a, b = _run_snapshot(src), _run_snapshot(str(ng))
+    assert a == b
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_lane", None)
+        m.setattr(readers, "_scan_epb", None)
+        assert _run_snapshot(str(ng)) == b
+    serial = pcapstats.analyze(str(ng))
+    split = pcapstats.analyze(str(ng), jobs=2, parts=3)
+    assert serial.result.connections == split.result.connections
+    assert serial.summary["http"] == split.summary["http"]

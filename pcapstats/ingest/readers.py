@@ -30,9 +30,10 @@ Record = tuple[int, int, bytes, int]
 
 try:    # the C record loop, built at install when a compiler is there (setup.py)
     from .._fastpcap import scan as _scan
+    from .._fastpcap import scan_epb as _scan_epb
     from .._fastpcap import scan_lane as _scan_lane
 except ImportError:     # pragma: no cover - the pure-Python loop gives the same records
-    _scan = _scan_lane = None
+    _scan = _scan_epb = _scan_lane = None
 
 WINDOW = 1 << 20
 #: A record larger than this is a lying length field (libpcap's own ceiling is 256 KiB).
@@ -198,7 +199,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     ``fast`` is what :meth:`Decoder.decode` gives for the packet when the C record
     loop decoded it already (Ethernet/IPv4/TCP), else None (the pipeline's form).
     ``lane`` (with ``decoded``): a ConnectionTable whose fast lane the C loop runs on the
-    packets of an Ethernet pcap; it then also yields ``(None, n, wire_bytes,
+    Ethernet packets of a pcap or pcapng; it then also yields ``(None, n, wire_bytes,
     captured_bytes, (first_ts, last_ts))`` for ``n`` records it took whole.
 
     ``start``/``stop`` read one part of an uncompressed file: the records from the
@@ -226,11 +227,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
             if magic in _PCAP_MAGICS:
                 yield from _read_pcap(path, win, magic, info, problems, bounds, decoded, lane)
             elif magic == _PCAPNG_SHB:
-                if decoded:
-                    for rec in _read_pcapng(path, win, info, problems, bounds):
-                        yield rec + (None,)
-                else:
-                    yield from _read_pcapng(path, win, info, problems, bounds)
+                yield from _read_pcapng(path, win, info, problems, bounds, decoded, lane)
             else:
                 raise CaptureFormatError(
                     path, 0, f"not a pcap or pcapng capture (starts with {magic.hex()})")
@@ -419,7 +416,8 @@ def _iface_ts(iface: _Interface, hi: int, lo: int, info: FileInfo, offset: int) 
 
 
 def _read_pcapng(path: str, win: _Window, info: FileInfo,
-                 problems: list[ReadProblem], bounds: tuple) -> Iterator[Record]:
+                 problems: list[ReadProblem], bounds: tuple, decoded: bool,
+                 lane: Any = None) -> Iterator[Any]:
     info.format = "pcapng"
     start, stop, stream = bounds
     packets_begun = False   # a packet block was met: later interface blocks break parts
@@ -428,8 +426,30 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
     ifaces: list[_Interface] = []
     records = 0
     last_ts = 0     # a simple packet block has no timestamp: it inherits the previous one
+    scan = _scan_epb
     try:
         while True:
+            if scan is not None and ifaces and (packets_begun or not info.part):
+                # the C loop takes the Enhanced Packet Blocks it is sure of (with ``lane``,
+                # as in _read_pcap: counts, then the record the lane declined); the loop
+                # below takes any other block, and the one the C loop stopped at
+                win.pos, batch, ts, taken, wire, cap, lo, hi = scan(
+                    win.buf, win.pos, stop - win.base, endian == ">", MAX_BLOCK,
+                    tuple((i.linktype, i.mult, i.div, i.offset_ns) for i in ifaces), 4096,
+                    lane if decoded else None)
+                if ts is not None:
+                    last_ts = ts
+                if taken:
+                    records += taken
+                    info.records = records
+                    yield (None, taken, wire, cap, (lo, hi))
+                if batch:
+                    for rec in batch:
+                        records += 1
+                        yield rec if decoded else rec[:4]
+                    info.records = records
+                if taken or batch:
+                    continue
             if not win.fill(12):
                 if len(win.buf) - win.pos:
                     _stop(path, win.offset, win.why("last block header is truncated"), info,
@@ -500,7 +520,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 records += 1
                 info.records = records
                 last_ts = ts
-                yield ts, iface.linktype, buf[pos + 28:pos + 28 + cap], orig
+                rec = (ts, iface.linktype, buf[pos + 28:pos + 28 + cap], orig)
+                yield rec + (None,) if decoded else rec
             elif btype == 3:    # Simple Packet Block: interface 0, no timestamp
                 if not ifaces:
                     _stop(path, win.offset - blen, "simple packet block before any interface",
@@ -511,7 +532,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 cap = min(orig, blen - 16, iface.snaplen or orig)
                 records += 1
                 info.records = records
-                yield last_ts, iface.linktype, buf[pos + 12:pos + 12 + cap], orig
+                rec = (last_ts, iface.linktype, buf[pos + 12:pos + 12 + cap], orig)
+                yield rec + (None,) if decoded else rec
             elif btype == 2:    # obsolete Packet Block
                 if blen < 32:
                     _stop(path, win.offset - blen, "packet block too short", info, problems)
@@ -527,7 +549,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 records += 1
                 info.records = records
                 last_ts = ts
-                yield ts, iface.linktype, buf[pos + 28:pos + 28 + cap], orig
+                rec = (ts, iface.linktype, buf[pos + 28:pos + 28 + cap], orig)
+                yield rec + (None,) if decoded else rec
             elif btype == 1:    # Interface Description Block
                 if blen < 20:
                     _stop(path, win.offset - blen, "interface block too short", info, problems)
