@@ -12,6 +12,10 @@ Supported: classic pcap (both byte orders, micro- and nanosecond magic, and
 the "modified" Kuznetzov variant), pcapng (any number of sections and
 interfaces, link type and ``if_tsresol``/``if_tsoffset`` per interface, EPB,
 SPB and the obsolete PB), either of them gzip-compressed, and standard input.
+
+The ordinary records of a window (pcap records, pcapng EPBs) are read by the C
+loops of ``pcapstats._fastpcap`` when it is built; they stop at anything unusual,
+which the Python loops below then take, so both give the same records and faults.
 """
 
 from __future__ import annotations
