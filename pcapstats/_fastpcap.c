@@ -27,7 +27,7 @@ static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 
 static inline uint32_t be32(const unsigned char *p) { return rd32(p, 1); }
 
 /* Decoder.decode's fast path; NULL with no error set when it does not apply. */
-static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n, PyObject *six)
+static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
 {
     if (n < 54)
         return NULL;
@@ -37,59 +37,68 @@ static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n, PyObject *six
     if (!(etype == 0x0800 && vihl == 0x45 && proto == 6 && total >= 20 && !(frag & 0x3FFF)
           && hl >= 20))
         return NULL;
-    Py_ssize_t end = 14 + (Py_ssize_t)total, pstart = 34 + hl, missing = 0, a, b;
-    if (end > n) {
+    Py_ssize_t end = 14 + (Py_ssize_t)total, pstart = 34 + hl, missing = 0, stop = end;
+    if (end > n) {              /* cut by the snaplen */
         missing = end - (n > pstart ? n : pstart);
         if (missing < 0)
             missing = 0;
-        a = pstart;
-        b = n;
-    } else {
-        a = pstart;
-        b = end;
+        stop = n;
     }
     Py_ssize_t oend = pstart < n ? pstart : n;      /* data[54:pstart], clamped like a slice */
     int want_opts = (flags & 0x02) && hl > 20 && oend > 54;
-    PyObject *src = PyBytes_FromStringAndSize((const char *)d + 26, 4);
-    PyObject *dst = PyBytes_FromStringAndSize((const char *)d + 30, 4);
-    PyObject *payload = PyBytes_FromStringAndSize(a < b ? (const char *)d + a : NULL,
-                                                  a < b ? b - a : 0);
-    PyObject *opts = PyBytes_FromStringAndSize(want_opts ? (const char *)d + 54 : NULL,
-                                               want_opts ? oend - 54 : 0);
-    if (!src || !dst || !payload || !opts) {
-        Py_XDECREF(src);
-        Py_XDECREF(dst);
-        Py_XDECREF(payload);
-        Py_XDECREF(opts);
-        return NULL;
-    }
     PyObject *t = PyTuple_New(11);
-    if (!t) {
-        Py_DECREF(src);
-        Py_DECREF(dst);
-        Py_DECREF(payload);
-        Py_DECREF(opts);
+    if (t == NULL)
         return NULL;
-    }
-    Py_INCREF(six);
-    PyTuple_SET_ITEM(t, 0, six);
-    PyTuple_SET_ITEM(t, 1, src);
-    PyTuple_SET_ITEM(t, 2, dst);
+    PyTuple_SET_ITEM(t, 0, PyLong_FromLong(6));
+    PyTuple_SET_ITEM(t, 1, PyBytes_FromStringAndSize((const char *)d + 26, 4));
+    PyTuple_SET_ITEM(t, 2, PyBytes_FromStringAndSize((const char *)d + 30, 4));
     PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)be16(d + 34)));
     PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)be16(d + 36)));
     PyTuple_SET_ITEM(t, 5, PyLong_FromLong((long)flags));
     PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLong(be32(d + 38)));
     PyTuple_SET_ITEM(t, 7, PyLong_FromUnsignedLong(be32(d + 42)));
-    PyTuple_SET_ITEM(t, 8, payload);
+    PyTuple_SET_ITEM(t, 8, PyBytes_FromStringAndSize(pstart < stop ? (const char *)d + pstart
+                                                     : NULL, pstart < stop ? stop - pstart : 0));
     PyTuple_SET_ITEM(t, 9, PyLong_FromSsize_t(missing));
-    PyTuple_SET_ITEM(t, 10, opts);
-    for (int i = 3; i < 10; i++) {
-        if (PyTuple_GET_ITEM(t, i) == NULL) {
+    PyTuple_SET_ITEM(t, 10, PyBytes_FromStringAndSize(want_opts ? (const char *)d + 54 : NULL,
+                                                      want_opts ? oend - 54 : 0));
+    for (int i = 0; i < 11; i++) {
+        if (PyTuple_GET_ITEM(t, i) == NULL) {   /* a failed allocation; the error is set */
             Py_DECREF(t);
             return NULL;
         }
     }
     return t;
+}
+
+/* A record as the loops give it to Python: (ts, linktype, data, orig_len, decoded),
+ * ``decoded`` (stolen) being decode_fast's tuple, or NULL for None. */
+static PyObject *new_record(long long ts, PyObject *lt, const unsigned char *d, uint32_t incl,
+                            uint32_t orig, PyObject *decoded)
+{
+    PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
+    if (data == NULL) {
+        Py_XDECREF(decoded);
+        return NULL;
+    }
+    if (decoded == NULL) {
+        decoded = Py_None;
+        Py_INCREF(decoded);
+    }
+    return Py_BuildValue("(LONkN)", ts, lt, data, (unsigned long)orig, decoded);
+}
+
+/* new_record() with decode_fast() for an Ethernet frame, and appended to ``out`` */
+static int add_record(PyObject *out, long long ts, PyObject *lt, int ethernet,
+                      const unsigned char *d, uint32_t incl, uint32_t orig)
+{
+    PyObject *dec = ethernet ? decode_fast(d, (Py_ssize_t)incl) : NULL;
+    if (dec == NULL && PyErr_Occurred())
+        return -1;
+    PyObject *rec = new_record(ts, lt, d, incl, orig, dec);
+    int err = rec == NULL || PyList_Append(out, rec) < 0;
+    Py_XDECREF(rec);
+    return err ? -1 : 0;
 }
 
 /* The record at buf[pos] when it is an ordinary one wholly in the window: its timestamp
@@ -138,8 +147,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
     Py_ssize_t len = view.len;
     PyObject *out = PyList_New(0);
     PyObject *lt = PyLong_FromLong(linktype);
-    PyObject *six = PyLong_FromLong(6);
-    if (!out || !lt || !six)
+    if (!out || !lt)
         goto fail;
     if (bad_window(pos, rec_len, mult))
         goto done;
@@ -147,55 +155,18 @@ static PyObject *scan(PyObject *self, PyObject *args)
     uint32_t incl, orig;
     while (PyList_GET_SIZE(out) < max_records && pos < stop
            && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
-        const unsigned char *d = buf + pos + rec_len;
-        PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
-        if (!data)
-            goto fail;
-        PyObject *dec = NULL;
-        if (linktype == 1) {
-            dec = decode_fast(d, (Py_ssize_t)incl, six);
-            if (!dec && PyErr_Occurred()) {
-                Py_DECREF(data);
-                goto fail;
-            }
-        }
-        if (!dec) {
-            dec = Py_None;
-            Py_INCREF(dec);
-        }
-        PyObject *tsobj = PyLong_FromLongLong(ts);
-        PyObject *origobj = PyLong_FromUnsignedLong(orig);
-        PyObject *rec = PyTuple_New(5);
-        if (!tsobj || !origobj || !rec) {
-            Py_XDECREF(tsobj);
-            Py_XDECREF(origobj);
-            Py_XDECREF(rec);
-            Py_DECREF(data);
-            Py_DECREF(dec);
-            goto fail;
-        }
-        Py_INCREF(lt);
-        PyTuple_SET_ITEM(rec, 0, tsobj);
-        PyTuple_SET_ITEM(rec, 1, lt);
-        PyTuple_SET_ITEM(rec, 2, data);
-        PyTuple_SET_ITEM(rec, 3, origobj);
-        PyTuple_SET_ITEM(rec, 4, dec);
-        int err = PyList_Append(out, rec);
-        Py_DECREF(rec);
-        if (err)
+        if (add_record(out, ts, lt, linktype == 1, buf + pos + rec_len, incl, orig) < 0)
             goto fail;
         pos += rec_len + (Py_ssize_t)incl;
     }
 done:
     PyBuffer_Release(&view);
     Py_DECREF(lt);
-    Py_DECREF(six);
     return Py_BuildValue("(nN)", pos, out);
 fail:
     PyBuffer_Release(&view);
     Py_XDECREF(out);
     Py_XDECREF(lt);
-    Py_XDECREF(six);
     return NULL;
 }
 
@@ -222,7 +193,8 @@ static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, 
     c_packets_server, c_cstream, c_sstream, c_zeek, c_done, c_hs_step, c_oriented, c_consumer,
     c_synack, c_syn, h_next_seq, h_offset, h_pending, h_fin_seq, h_from_client, z_orig, z_resp,
     z_seen, a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
-static PyObject *L_A, *L_D, *L_a, *L_d, *S_table, *S_now, *S_pos, *S_since, *S_data, *ONE;
+static PyObject *L_A, *L_D, *L_a, *L_d, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
+    *ONE;
 static int lane_ready = 0;
 
 static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
@@ -283,6 +255,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || (!S_pos && !(S_pos = PyUnicode_InternFromString("pos")))
         || (!S_since && !(S_since = PyUnicode_InternFromString("_since_sweep")))
         || (!S_data && !(S_data = PyUnicode_InternFromString("data")))
+        || (!S_packet && !(S_packet = PyUnicode_InternFromString("packet")))
         || (!ONE && !(ONE = PyLong_FromLong(1))))
         return NULL;
     for (int i = 0; i < 6; i++)
@@ -573,62 +546,62 @@ static PyObject *lane(PyObject *self, PyObject *args)
     return PyBool_FromLong(done);
 }
 
-/* What the loops with the fast lane count of the records it takes. */
+/* A loop running the connection table: what it counts of the records it does. */
 struct taken {
     long long n, wire, cap, lo, hi, cur;    /* cur: position of the last record */
+    PyObject *packet;                       /* table.packet */
 };
 
-/* One record for a loop running the fast lane: taken by it (counted in *t), or made into
- * the record Python must take (*slow), as scan() gives it. 1: taken, 0: *slow, -1: error. */
+/* One record for a loop running the connection table. A TCP packet decode_fast() can
+ * read is done here: by the fast lane, or else by table.packet() (what consume() would
+ * do with it), and counted in *t (1). Any other record is made into the one Python
+ * must take (*slow, 0). -1: error. */
 static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, uint32_t orig,
-                       long long ts, PyObject *lt, int ethernet, PyObject *six,
-                       struct taken *t, PyObject **slow)
+                       long long ts, PyObject *lt, int ethernet, struct taken *t,
+                       PyObject **slow)
 {
-    PyObject *dec = ethernet ? decode_fast(d, (Py_ssize_t)incl, six) : NULL;
-    if (dec == NULL && PyErr_Occurred())
-        return -1;
-    PyObject *tsobj = PyLong_FromLongLong(ts);
-    if (tsobj == NULL) {
-        Py_XDECREF(dec);
-        return -1;
+    PyObject *dec = ethernet ? decode_fast(d, (Py_ssize_t)incl) : NULL;
+    if (dec == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        *slow = new_record(ts, lt, d, incl, orig, NULL);
+        return *slow != NULL ? 0 : -1;
     }
-    if (dec != NULL) {
-        PyObject *posobj = PyLong_FromLongLong(t->cur + 1);
-        int got = posobj ? lane_core(table, tsobj, dec, posobj) : -1;
-        Py_XDECREF(posobj);
-        if (got != 0) {
-            Py_DECREF(dec);
-            Py_DECREF(tsobj);
-            if (got < 0)
-                return -1;
-            if (!t->n)
-                t->lo = t->hi = ts;
-            else if (ts > t->hi)
-                t->hi = ts;
-            else if (ts < t->lo)
-                t->lo = ts;
-            t->n++;
-            t->cur++;
-            t->wire += orig;
-            t->cap += incl;
-            return 1;
+    PyObject *tsobj = PyLong_FromLongLong(ts), *posobj = PyLong_FromLongLong(t->cur + 1);
+    int got = tsobj && posobj ? lane_core(table, tsobj, dec, posobj) : -1;
+    if (got == 0) {             /* declined: packet(ts, *decoded[1:]) with table.pos set */
+        got = -1;
+        if (PyObject_SetAttr(table, S_pos, posobj) == 0) {
+            PyObject *argv[11] = {tsobj};
+            for (int i = 1; i < 11; i++)
+                argv[i] = PyTuple_GET_ITEM(dec, i);
+            PyObject *res = PyObject_Vectorcall(t->packet, argv, 11, NULL);
+            if (res != NULL) {
+                Py_DECREF(res);
+                got = 1;
+            }
         }
     }
-    PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
-    if (data == NULL) {
-        Py_XDECREF(dec);
-        Py_DECREF(tsobj);
+    Py_XDECREF(tsobj);
+    Py_XDECREF(posobj);
+    Py_DECREF(dec);
+    if (got < 0)
         return -1;
-    }
-    if (dec == NULL) {
-        dec = Py_None;
-        Py_INCREF(dec);
-    }
-    *slow = Py_BuildValue("(NONkN)", tsobj, lt, data, (unsigned long)orig, dec);
-    return *slow != NULL ? 0 : -1;
+    if (!t->n)
+        t->lo = t->hi = ts;
+    else if (ts > t->hi)
+        t->hi = ts;
+    else if (ts < t->lo)
+        t->lo = ts;
+    t->n++;
+    t->cur++;
+    t->wire += orig;
+    t->cap += incl;
+    return 1;
 }
 
-/* table.pos, for a loop that starts the lane (error set if the lane is not set up) */
+/* table.pos and table.packet, for a loop that runs the table (error set if the lane is
+ * not set up) */
 static int lane_start(PyObject *table, struct taken *t)
 {
     if (!lane_ready) {
@@ -645,13 +618,15 @@ static int lane_start(PyObject *table, struct taken *t)
         PyErr_SetString(PyExc_TypeError, "table.pos is not an int");
         return -1;
     }
-    return 0;
+    t->packet = PyObject_GetAttr(table, S_packet);
+    return t->packet != NULL ? 0 : -1;
 }
 
-/* table.pos after the records the lane took */
-static int lane_end(PyObject *table, struct taken *t)
+/* table.pos after the records done (when ``ok``), and table.packet released */
+static int lane_end(PyObject *table, struct taken *t, int ok)
 {
-    if (!t->n)
+    Py_CLEAR(t->packet);
+    if (!ok || !t->n)
         return 0;
     PyObject *c = PyLong_FromLongLong(t->cur);
     int err = c == NULL || PyObject_SetAttr(table, S_pos, c) < 0;
@@ -661,11 +636,12 @@ static int lane_end(PyObject *table, struct taken *t)
 
 PyDoc_STRVAR(scan_lane_doc,
 "scan_lane(buf, pos, stop, big_endian, ts_mult, rec_len, limit, max_records, table)\n"
-"-> (pos, taken, wire, captured, first_ts, last_ts, record)\n\n"
-"scan() and lane() in one loop, for an Ethernet pcap: the records the lane takes are\n"
-"done here and only counted (``taken`` of them; ``table.pos`` is advanced); the loop\n"
-"stops after the first record it cannot take, returned as scan() would return it\n"
-"(else None), or where scan() stops. ``table.pos`` must hold the last record's position.");
+"-> (pos, done, wire, captured, first_ts, last_ts, record)\n\n"
+"scan() with the connection table, for an Ethernet pcap: the TCP packets decode_fast()\n"
+"reads are done here, by the fast lane or table.packet(), and only counted (``done`` of\n"
+"them; ``table.pos`` is advanced); the loop stops after the first other record, returned\n"
+"as scan() would return it (else None), or where scan() stops. ``table.pos`` must hold\n"
+"the last record's position.");
 
 static PyObject *scan_lane(PyObject *self, PyObject *args)
 {
@@ -681,37 +657,33 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
         return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t len = view.len;
-    struct taken t = {0, 0, 0, 0, 0, 0};
-    PyObject *slow = NULL, *six = PyLong_FromLong(6), *lt = PyLong_FromLong(1);
-    if (!six || !lt || lane_start(table, &t) < 0)
+    struct taken t = {0, 0, 0, 0, 0, 0, NULL};
+    PyObject *slow = NULL, *lt = PyLong_FromLong(1);
+    if (!lt || lane_start(table, &t) < 0)
         goto fail;
-    if (bad_window(pos, rec_len, mult))
-        goto done;
     long long ts;
     uint32_t incl, orig;
-    while (t.n < max_records && pos < stop
+    while (!bad_window(pos, rec_len, mult) && t.n < max_records && pos < stop
            && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
-        int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, lt, 1, six, &t, &slow);
+        int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, lt, 1, &t, &slow);
         if (got < 0)
             goto fail;
         pos += rec_len + (Py_ssize_t)incl;
         if (!got)
             break;
     }
-    if (lane_end(table, &t) < 0)
+    if (lane_end(table, &t, 1) < 0)
         goto fail;
-done:
     PyBuffer_Release(&view);
-    Py_XDECREF(six);
-    Py_XDECREF(lt);
+    Py_DECREF(lt);
     if (slow == NULL) {
         slow = Py_None;
         Py_INCREF(slow);
     }
     return Py_BuildValue("(nLLLLLN)", pos, t.n, t.wire, t.cap, t.lo, t.hi, slow);
 fail:
+    lane_end(table, &t, 0);
     PyBuffer_Release(&view);
-    Py_XDECREF(six);
     Py_XDECREF(lt);
     Py_XDECREF(slow);
     return NULL;
@@ -816,12 +788,12 @@ fail:
 
 PyDoc_STRVAR(scan_epb_doc,
 "scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table)\n"
-"-> (pos, records, last_ts, taken, wire, captured, first_ts, last_ts_taken)\n\n"
+"-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done)\n\n"
 "Records of the Enhanced Packet Blocks from ``pos``, as scan() gives them; ``ifaces``:\n"
 "(linktype, mult, div, offset_ns) per interface (ts = raw * mult // div + offset_ns);\n"
 "``last_ts``: the last record's timestamp (None if none). With a ``table`` (else None),\n"
-"as scan_lane(): Ethernet records the lane takes are only counted, and the loop stops\n"
-"after the first record it declines (then the only one in ``records``).");
+"as scan_lane(): the TCP packets it decodes are done here and only counted, and the loop\n"
+"stops after the first other record (then the only one in ``records``).");
 
 static PyObject *scan_epb(PyObject *self, PyObject *args)
 {
@@ -829,7 +801,7 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
     Py_ssize_t pos, stop, max_block, max_records;
     int big;
     PyObject *ifaces, *table;
-    struct taken t = {0, 0, 0, 0, 0, 0};
+    struct taken t = {0, 0, 0, 0, 0, 0, NULL};
     (void)self;
     if (!PyArg_ParseTuple(args, "y*nninO!nO", &view, &pos, &stop, &big, &max_block,
                           &PyTuple_Type, &ifaces, &max_records, &table))
@@ -840,10 +812,10 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
     Py_ssize_t len = view.len, nif = PyTuple_GET_SIZE(ifaces);
     long long lt_v[MAX_IFACES], mult_v[MAX_IFACES], div_v[MAX_IFACES], off_v[MAX_IFACES];
     PyObject *lt_o[MAX_IFACES];
-    PyObject *out = PyList_New(0), *six = PyLong_FromLong(6), *last = NULL;
+    PyObject *out = PyList_New(0), *last = NULL;
     long long last_ts = 0;
     int any = 0, ok = 1;
-    if (!out || !six || (table != NULL && lane_start(table, &t) < 0))
+    if (!out || (table != NULL && lane_start(table, &t) < 0))
         goto fail;
     if (nif > MAX_IFACES || pos < 0)
         goto done;
@@ -875,53 +847,30 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
             break;                                   /* clamped and counted in Python */
         long long ts = (long long)t128;
         const unsigned char *d = h + 28;
-        if (table != NULL) {
-            PyObject *slow = NULL;
-            int got = lane_record(table, d, cap, orig, ts, lt_o[ifid], lt_v[ifid] == 1, six, &t,
-                                  &slow);
-            if (got < 0)
-                goto fail;
-            last_ts = ts;
-            any = 1;
-            pos += blen;
-            if (got)
-                continue;
-            int err = PyList_Append(out, slow);
-            Py_DECREF(slow);
-            if (err < 0)
-                goto fail;
-            break;
-        }
-        PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)cap);
-        if (!data)
-            goto fail;
-        PyObject *dec = NULL;
-        if (lt_v[ifid] == 1) {
-            dec = decode_fast(d, (Py_ssize_t)cap, six);
-            if (!dec && PyErr_Occurred()) {
-                Py_DECREF(data);
-                goto fail;
-            }
-        }
-        if (!dec) {
-            dec = Py_None;
-            Py_INCREF(dec);
-        }
-        PyObject *rec = Py_BuildValue("(LONkN)", ts, lt_o[ifid], data, (unsigned long)orig, dec);
-        if (rec == NULL || PyList_Append(out, rec) < 0) {
-            Py_XDECREF(rec);
-            goto fail;
-        }
-        Py_DECREF(rec);
         last_ts = ts;
         any = 1;
         pos += blen;
+        if (table == NULL) {
+            if (add_record(out, ts, lt_o[ifid], lt_v[ifid] == 1, d, cap, orig) < 0)
+                goto fail;
+            continue;
+        }
+        PyObject *slow = NULL;
+        int got = lane_record(table, d, cap, orig, ts, lt_o[ifid], lt_v[ifid] == 1, &t, &slow);
+        if (got < 0)
+            goto fail;
+        if (got)
+            continue;
+        int err = PyList_Append(out, slow);
+        Py_DECREF(slow);
+        if (err < 0)
+            goto fail;
+        break;
     }
-    if (table != NULL && lane_end(table, &t) < 0)
-        goto fail;
 done:
+    if (table != NULL && lane_end(table, &t, 1) < 0)
+        goto fail;
     PyBuffer_Release(&view);
-    Py_XDECREF(six);
     if (any)
         last = PyLong_FromLongLong(last_ts);
     else {
@@ -934,9 +883,10 @@ done:
     }
     return Py_BuildValue("(nNNLLLLL)", pos, out, last, t.n, t.wire, t.cap, t.lo, t.hi);
 fail:
+    if (table != NULL)
+        lane_end(table, &t, 0);
     PyBuffer_Release(&view);
     Py_XDECREF(out);
-    Py_XDECREF(six);
     return NULL;
 }
 

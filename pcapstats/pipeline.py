@@ -220,8 +220,8 @@ class RunContext:
         try:
             for ts, lt, data, orig, r in records:
                 if ts is None:
-                    # ``lt`` Ethernet/IPv4/TCP records the C loop took whole through the
-                    # fast lane (read with ``lane``): only their counts come here
+                    # ``lt`` Ethernet/IPv4/TCP records the C loop gave to the table itself
+                    # (read with ``lane``): only their counts come here
                     npk += lt
                     pos += lt
                     tcp += lt

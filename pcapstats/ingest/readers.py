@@ -202,9 +202,10 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     ``decoded``: yield ``(ts_ns, linktype, data, orig_len, fast)`` instead, where
     ``fast`` is what :meth:`Decoder.decode` gives for the packet when the C record
     loop decoded it already (Ethernet/IPv4/TCP), else None (the pipeline's form).
-    ``lane`` (with ``decoded``): a ConnectionTable whose fast lane the C loop runs on the
-    Ethernet packets of a pcap or pcapng; it then also yields ``(None, n, wire_bytes,
-    captured_bytes, (first_ts, last_ts))`` for ``n`` records it took whole.
+    ``lane`` (with ``decoded``): a ConnectionTable to which the C loop gives the TCP
+    packets it decodes (its fast lane, else ``packet()``) in an Ethernet pcap or pcapng;
+    it then also yields ``(None, n, wire_bytes, captured_bytes, (first_ts, last_ts))``
+    for ``n`` records done whole.
 
     ``start``/``stop`` read one part of an uncompressed file: the records from the
     record boundary ``start`` (after the file's header) to the boundary ``stop``.
@@ -292,8 +293,8 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     try:
         while True:
             if fused is not None:
-                # the C loop also runs the TCP fast lane on ``lane`` (a ConnectionTable):
-                # the records it took whole come as one count, then the one it stopped
+                # the C loop also gives the TCP packets it decodes to ``lane`` (a
+                # ConnectionTable): those come as one count, then the record it stopped
                 # after, if any (see _fastpcap.scan_lane and RunContext.consume)
                 win.pos, taken, wire, cap, lo, hi, rec = fused(
                     win.buf, win.pos, stop - win.base, big, ts_mult, rec_len, limit, 4096,
@@ -435,7 +436,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
         while True:
             if scan is not None and ifaces and (packets_begun or not info.part):
                 # the C loop takes the Enhanced Packet Blocks it is sure of (with ``lane``,
-                # as in _read_pcap: counts, then the record the lane declined); the loop
+                # as in _read_pcap: counts, then the record it stopped after); the loop
                 # below takes any other block, and the one the C loop stopped at
                 win.pos, batch, ts, taken, wire, cap, lo, hi = scan(
                     win.buf, win.pos, stop - win.base, endian == ">", MAX_BLOCK,
