@@ -368,21 +368,23 @@ def test_flood_of_short_closed_connections_keeps_state_bounded() -> None:
     assert secs < 30
 
 
+class _CountingSink:
+    """A reassembly sink that counts the bytes delivered and the bytes missed."""
+    n = 0
+
+    def data(self, c: bool, ts: int, d: bytes) -> None:
+        self.n += len(d)
+
+    def gap(self, c: bool, ts: int, k: int) -> None:
+        self.n += k
+
+
 def test_tiny_out_of_order_segments_behind_a_hole_are_linear() -> None:
     """200k one-byte segments held behind a hole, then ACKs: no per-segment scan of them."""
     from pcapstats.tcp.reassembly import HalfStream
 
-    class Sink:
-        n = 0
-
-        def data(self, c: bool, ts: int, d: bytes) -> None:
-            self.n += len(d)
-
-        def gap(self, c: bool, ts: int, k: int) -> None:
-            self.n += k
-
-    def run() -> tuple[HalfStream, Sink]:
-        h, sink = HalfStream(True, 4 << 20), Sink()
+    def run() -> tuple[HalfStream, _CountingSink]:
+        h, sink = HalfStream(True, 4 << 20), _CountingSink()
         h.start(1)
         for i in range(200_000):
             h.segment(101 + 2 * i, b"x", 0, 0, sink)     # every other byte missing
@@ -399,15 +401,7 @@ def test_retransmission_over_a_long_run_of_held_pieces() -> None:
     """A segment covering 50k held one-byte pieces (once: a recursion per piece)."""
     from pcapstats.tcp.reassembly import HalfStream
 
-    class Sink:
-        n = 0
-
-        def data(self, c: bool, ts: int, d: bytes) -> None:
-            self.n += len(d)
-
-        def gap(self, c: bool, ts: int, k: int) -> None:
-            self.n += k
-    h, sink = HalfStream(True, 4 << 20), Sink()
+    h, sink = HalfStream(True, 4 << 20), _CountingSink()
     h.start(1)
     for i in range(50_000):
         h.segment(101 + i, b"x", 0, 0, sink)

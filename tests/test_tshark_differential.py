@@ -14,15 +14,7 @@ import pytest
 import pcapstats
 from tests import tsharkref
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
-CAPTURES = sorted(p for p in SHARED.glob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) \
-    if SHARED.is_dir() else []
-
-pytestmark = [
-    pytest.mark.tshark,
-    pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared captures folder {SHARED} is absent"),
-    pytest.mark.skipif(tsharkref.TSHARK is None, reason="tshark is not installed"),
-]
+pytestmark = tsharkref.MARKS
 
 # Files that are broken on purpose: tshark and pcapstats both stop at the fault.
 UNREADABLE = {"zeek-empty-header-only.pcap"}
@@ -37,7 +29,7 @@ def _key(s: tsharkref.StreamFigures) -> tuple:
     return (s.complete, close)
 
 
-@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", tsharkref.CAPTURES, ids=lambda p: p.name)
 def test_packets_connections_handshakes_and_closes_equal_tshark(path: Path) -> None:
     a = _ours(path)
     ref = tsharkref.streams(str(path))

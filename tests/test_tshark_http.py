@@ -15,15 +15,7 @@ import pytest
 import pcapstats
 from tests import tsharkref
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
-CAPTURES = sorted(p for p in SHARED.glob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) \
-    if SHARED.is_dir() else []
-
-pytestmark = [
-    pytest.mark.tshark,
-    pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared captures folder {SHARED} is absent"),
-    pytest.mark.skipif(tsharkref.TSHARK is None, reason="tshark is not installed"),
-]
+pytestmark = tsharkref.MARKS
 
 GAP = ("tshark stops delimiting messages in a direction after a missing segment; the "
        "responses are on the wire after the gap and pcapstats resynchronises on them")
@@ -44,7 +36,7 @@ KNOWN: dict[str, tuple[dict[int, tuple[int, int, int, int]], str]] = {
 }
 
 
-@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", tsharkref.CAPTURES, ids=lambda p: p.name)
 def test_requests_and_responses_per_connection_equal_tshark(path: Path) -> None:
     a = pcapstats.analyze(str(path))
     c = a.connections

@@ -12,8 +12,20 @@ import shutil
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 TSHARK = shutil.which("tshark")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "captures"
+CAPTURES = sorted(p for p in SHARED.glob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) \
+    if SHARED.is_dir() else []
+#: the marks of a test module that compares with tshark on the shared captures
+MARKS = [
+    pytest.mark.tshark,
+    pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared captures folder {SHARED} is absent"),
+    pytest.mark.skipif(TSHARK is None, reason="tshark is not installed"),
+]
 # ICMP errors and sFlow samples quote TCP headers, which tshark dissects as TCP
 # and gives stream numbers of their own; they are not connections.
 TCP_FILTER = "tcp && !icmp && !icmpv6 && !sflow"
