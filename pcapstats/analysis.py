@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import UsageError
 from .pipeline import Options, RunResult, few_collections, run
 from .records import HttpExchange
+from .request_table import RequestTable
 
 if TYPE_CHECKING:   # pragma: no cover
     import pandas as pd
@@ -25,7 +26,8 @@ class Analysis:
     from the row dicts that :meth:`rows` returns without pandas.
     """
 
-    def __init__(self, result: RunResult, conn_rows: list[dict], request_rows: list[dict],
+    def __init__(self, result: RunResult, conn_rows: list[dict],
+                 request_rows: "RequestTable | list[dict]",
                  affinity: Any, summary: dict[str, Any]) -> None:
         self.result = result
         self._conn_rows = conn_rows
@@ -34,10 +36,13 @@ class Analysis:
         self.summary = summary
         self._frames: dict[str, pd.DataFrame] = {}
 
-    def rows(self, name: str) -> list[dict]:
+    def rows(self, name: str) -> "Sequence[dict]":
         """The row dicts table ``name`` is built from ("connections", "requests",
         "sessions", "backends" or "breaks"), in table order; no pandas. Shared, not
-        copied: read them, do not change them. Missing keys mean nulls."""
+        copied: read them, do not change them. Missing keys mean nulls. The
+        requests are a :class:`~pcapstats.request_table.RequestTable` (after a
+        redaction, a list): a sequence whose rows are built on access, and
+        whose ``column(name)`` gives a whole column at once."""
         if name == "connections":
             return self._conn_rows
         if name == "requests":
@@ -109,32 +114,6 @@ def _http_connection_figures(conns: list[dict], exchanges: list[HttpExchange]) -
             c["race_408"] = 1
 
 
-def _request_rows(conns: list[dict], exchanges: list[HttpExchange]) -> list[dict]:
-    by_id = {c["conn_id"]: c for c in conns}
-    rows = []
-    for e in exchanges:
-        c = by_id.get(e.conn_id)
-        ttfb = (e.ts_response - e.ts_request_end
-                if e.ts_response is not None and e.ts_request_end is not None else None)
-        rows.append({
-            "conn_id": e.conn_id, "depth": e.depth,
-            "client_ip": c["client_ip"] if c else None,
-            "client_port": c["client_port"] if c else None,
-            "server_ip": c["server_ip"] if c else None,
-            "server_port": c["server_port"] if c else None,
-            "method": e.method, "host": e.host, "uri": e.uri, "version": e.version,
-            "status": e.status, "ts_request": e.ts_request, "ts_request_end": e.ts_request_end,
-            "ts_response": e.ts_response, "ts_response_end": e.ts_response_end,
-            "ttfb_ns": ttfb, "request_body_bytes": e.request_body_bytes,
-            "response_body_bytes": e.response_body_bytes,
-            "req_connection": e.req_connection, "resp_connection": e.resp_connection,
-            "pipelined": e.pipelined, "cookie": e.cookie, "set_cookie": e.set_cookie,
-            "xff": e.xff, "user_agent": e.user_agent,
-            "session": None, "backend": None, "side": None,
-        })
-    return rows
-
-
 def analyze(paths: str | list[str], **options: Any) -> Analysis:
     """Analyse capture files (pcap, pcapng, gzip of either; "-" for stdin).
 
@@ -176,9 +155,9 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
             res = run(paths, Options(**options))
         conns = res.connections
         _http_connection_figures(conns, res.exchanges)
-        reqs = _request_rows(conns, res.exchanges)
+        reqs = RequestTable(res.exchanges, conns)
         from .affinity.attribute import attribute
-        aff = attribute(conns, reqs, res.exchanges, **affinity_opts)
+        aff = attribute(conns, reqs, **affinity_opts)
         from .summary import build_summary
         summary = build_summary(res, conns, res.exchanges, aff.summary if aff else None)
     analysis = Analysis(res, conns, reqs, aff, summary)

@@ -166,7 +166,16 @@ def build(table: str, rows: Iterable[dict]) -> "pd.DataFrame":
 
     cols = TABLES[table]
     names = [c[0] for c in cols]
-    rows = list(rows)
+    if hasattr(rows, "column"):     # a column store (request_table.RequestTable)
+        columns: Any = [rows.column(name) for name in names]
+    else:
+        columns = _columns(list(rows), names)
+    data = {name: _series(list(values), kind)
+            for (name, kind, _), values in zip(cols, columns)}
+    return pd.DataFrame(data, columns=names)
+
+
+def _columns(rows: list[dict], names: list[str]) -> Any:
     if rows and len(names) > 1:
         # one C-level lookup of all columns per row, then a transpose; rows that lack
         # a column (none of ours, but rows may come from users) take the slow way
@@ -177,9 +186,7 @@ def build(table: str, rows: Iterable[dict]) -> "pd.DataFrame":
             columns = [[r.get(name) for r in rows] for name in names]
     else:
         columns = [[r.get(name) for r in rows] for name in names]
-    data = {name: _series(list(values), kind)
-            for (name, kind, _), values in zip(cols, columns)}
-    return pd.DataFrame(data, columns=names)
+    return columns
 
 
 def column_docs() -> dict[str, dict[str, str]]:

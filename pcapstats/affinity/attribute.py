@@ -38,6 +38,7 @@ from .figures import reuse_figures
 from .matcher import match_requests
 from .persistence import RequestView, compute_persistence
 from .roles import detect_roles, side_of
+from ..request_table import RequestTable
 
 _HEALTH_URI = re.compile(r"health|status|ping|alive|ready|check", re.I)
 
@@ -104,75 +105,85 @@ def _session_value(name: str, value: str) -> str:
     return info.session_value if info is not None else value
 
 
-def _cookie_backend(req: dict) -> str | None:
+def _cookie_backend(e: HttpExchange) -> str | None:
     """The server a balancer cookie says served this request (response first)."""
-    if req["set_cookie"]:
-        pairs = [(n, v) for n, v, _ in parse_set_cookies(req["set_cookie"]) if v]
+    if e.set_cookie:
+        pairs = [(n, v) for n, v, _ in parse_set_cookies(e.set_cookie) if v]
         info = request_backend_cookie(pairs)
         if info is not None:
             return info.backend_label
-    if req["cookie"]:
-        info = header_backend_cookie(req["cookie"])
+    if e.cookie:
+        info = header_backend_cookie(e.cookie)
         if info is not None:
             return info.backend_label
     return None
 
 
-def _is_health_check(req: dict) -> bool:
-    return req["method"] == "OPTIONS" or bool(_HEALTH_URI.search(req["uri"] or ""))
+def _is_health_check(e: HttpExchange) -> bool:
+    return e.method == "OPTIONS" or bool(_HEALTH_URI.search(e.uri or ""))
 
 
-def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange],
+def attribute(conns: list[dict], reqs: RequestTable,
               session_key: str = "auto", frontend: list[str] | tuple[str, ...] = (),
               backend_net: list[str] | tuple[str, ...] = ()) -> AffinityResult:
+    """Fill ``reqs``' session, backend, side and health_check columns and each
+    connection's ``side``; return the affinity tables and summary."""
     kind, arg = _parse_key(session_key)
     roles = detect_roles(conns, frontend, backend_net)
     conn_by_id = {c["conn_id"]: c for c in conns}
     notes: list[str] = []
     for c in conns:
         c["side"] = side_of(c, roles)
-    for i, r in enumerate(reqs):
-        r["idx"] = i
-        r["side"] = conn_by_id[r["conn_id"]]["side"]
-        r["health_check"] = False
-        r["backend"] = None
-        r["session"] = None
+    ex = reqs.exchanges
+    n = len(ex)
+    side = reqs.side = [conn_by_id[e.conn_id]["side"] for e in ex]
+    health = reqs.health_check = [False] * n
+    backend: list[str | None] = [None] * n
+    session: list[str | None] = [None] * n
+    reqs.backend, reqs.session = backend, session
+    server_of: dict[int, str] = {}      # conn_id -> "ip:port" of its server
+
+    def server(conn_id: int) -> str:
+        hp = server_of.get(conn_id)
+        if hp is None:
+            c = conn_by_id[conn_id]
+            hp = server_of[conn_id] = _hostport(c["server_ip"], c["server_port"])
+        return hp
 
     # 1. both sides of a proxy: match client requests to forwarded ones
-    client_side = [r for r in reqs if r["side"] == "client"]
-    backend_side = [r for r in reqs if r["side"] == "backend"]
+    client_side = [i for i in range(n) if side[i] == "client"]
+    backend_side = [i for i in range(n) if side[i] == "backend"]
     match_stats = None
     if client_side and backend_side:
         # the proxy dispatched a connection's first request when it began to connect
         dispatch: dict[int, int] = {}
-        for r in backend_side:
-            first = conn_by_id[r["conn_id"]]["first_ts"]
-            if r["depth"] == 1 and first is not None and r["ts_request"] is not None \
-                    and first <= r["ts_request"]:
-                dispatch[r["idx"]] = first
-        resp_headers = ({r["idx"]: exchanges[r["idx"]].response_headers
-                         for r in (*client_side, *backend_side)}
-                        if len(exchanges) == len(reqs) else None)
-        mapping, match_stats = match_requests(client_side, backend_side,
+        for i in backend_side:
+            e = ex[i]
+            first = conn_by_id[e.conn_id]["first_ts"]
+            if e.depth == 1 and first is not None and e.ts_request is not None \
+                    and first <= e.ts_request:
+                dispatch[i] = first
+        resp_headers = {i: ex[i].response_headers for i in (*client_side, *backend_side)}
+        mapping, match_stats = match_requests([reqs.row(i) for i in client_side],
+                                              [reqs.row(i) for i in backend_side],
                                               response_headers=resp_headers,
                                               dispatch_ns=dispatch)
         matched_backend = set(mapping.values())
-        for r in backend_side:
-            r["backend"] = f"{_hostport(r['server_ip'], r['server_port'])}"
-            if r["idx"] not in matched_backend and _is_health_check(r):
-                r["health_check"] = True
+        for i in backend_side:
+            backend[i] = server(ex[i].conn_id)
+            if i not in matched_backend and _is_health_check(ex[i]):
+                health[i] = True
         names: dict[str, str] = {}
         for ci, bi in mapping.items():
-            c, b = reqs[ci], reqs[bi]
-            c["backend"] = b["backend"]
-            label = _cookie_backend(c)
+            backend[ci] = backend[bi]
+            label = _cookie_backend(ex[ci])
             if label is not None:
-                names.setdefault(label, b["backend"])
-        for c in client_side:
-            if c["backend"] is None:
-                label = _cookie_backend(c)
+                names.setdefault(label, backend[bi])  # type: ignore[arg-type]
+        for ci in client_side:
+            if backend[ci] is None:
+                label = _cookie_backend(ex[ci])
                 if label is not None:
-                    c["backend"] = names.get(label, label)
+                    backend[ci] = names.get(label, label)
         if match_stats.unmatched_no_candidate:
             notes.append(f"{match_stats.unmatched_no_candidate} client requests had no "
                          f"forwarded request with the same method and URI in time; their "
@@ -180,32 +191,30 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
     elif client_side and not backend_side:
         notes.append("the capture shows the client side of the balancer only: backends "
                      "come from balancer cookies")
-    for r in reqs:
-        if r["backend"] is None and r["side"] != "client":
-            label = _cookie_backend(r)
-            r["backend"] = label if label is not None else _hostport(r["server_ip"],
-                                                                    r["server_port"])
-        elif r["backend"] is None:
-            r["backend"] = _cookie_backend(r)
+    for i, e in enumerate(ex):
+        if backend[i] is None:
+            label = _cookie_backend(e)
+            backend[i] = label if label is not None or side[i] == "client" \
+                else server(e.conn_id)
 
     # 2. the requests that make sessions: client side of a proxy, else all but health checks
     if client_side:
         sess_reqs = client_side
     else:
-        sess_reqs = [r for r in reqs if not r["health_check"]]
+        sess_reqs = [i for i in range(n) if not health[i]]
         if backend_side:
-            sess_reqs = [r for r in sess_reqs if not _is_health_check(r)]
-            for r in backend_side:
-                if _is_health_check(r):
-                    r["health_check"] = True
+            sess_reqs = [i for i in sess_reqs if not _is_health_check(ex[i])]
+            for i in backend_side:
+                if _is_health_check(ex[i]):
+                    health[i] = True
 
     # 3. the session key
     reason = ""
     if kind == "auto":
-        name, why = choose_session_cookie(observe_cookies(r["cookie"] for r in sess_reqs))
+        name, why = choose_session_cookie(observe_cookies(ex[i].cookie for i in sess_reqs))
         if name is not None:
             kind, arg, reason = "cookie", name, why
-        elif sum(1 for r in sess_reqs if r["xff"]) * 2 > len(sess_reqs) > 0:
+        elif sum(1 for i in sess_reqs if ex[i].xff) * 2 > len(sess_reqs) > 0:
             kind = "xff"
             reason = ("no session cookie found; most requests carry X-Forwarded-For, so its "
                       "first hop names the client (the connection's client address where a "
@@ -216,33 +225,31 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
     if kind == "tls":
         notes.append("--session-key tls groups TLS connections; HTTP requests inside TLS "
                      "are not visible")
-    for r in sess_reqs:
-        r["client_addr"] = (_first_hop(r["xff"]) if r["side"] == "backend" and r["xff"]
-                            else r["client_ip"])
     views = []
     last_balancer: dict[str, str] = {}     # session -> balancer cookie its previous request sent
-    for r in sess_reqs:
+    for i in sess_reqs:
+        e = ex[i]
+        client_ip = conn_by_id[e.conn_id]["client_ip"]
+        client_addr = _first_hop(e.xff) if side[i] == "backend" and e.xff else client_ip
         hint = None
         if kind == "cookie":
-            v = _cookie_value(r["cookie"], arg)  # type: ignore[arg-type]
+            v = _cookie_value(e.cookie, arg)  # type: ignore[arg-type]
             if v is None:
-                v = _set_cookie_value(r["set_cookie"], arg)  # type: ignore[arg-type]
+                v = _set_cookie_value(e.set_cookie, arg)  # type: ignore[arg-type]
                 hint = "cookie-missing"
             sess = _session_value(arg, v) if v else None  # type: ignore[arg-type]
         elif kind == "client-ip":
-            sess = r["client_addr"]
+            sess = client_addr
         elif kind == "xff":
-            sess = _xff_client(r["xff"], r["client_ip"])
+            sess = _xff_client(e.xff, client_ip)
         elif kind == "header":
-            # request rows are built from the exchanges in order: idx is the exchange's index
-            sess = exchanges[r["idx"]].headers.get(arg.lower())  # type: ignore[union-attr]
+            sess = e.headers.get(arg.lower())  # type: ignore[union-attr]
         else:
             sess = None
-        r["session"] = sess
+        session[i] = sess
         if sess is not None and hint is None:
-            hint = _balancer_cookie_hint(r, sess, last_balancer)
-        views.append(RequestView(r["idx"], r["ts_request"] or 0, sess, r["backend"],
-                                 r["client_addr"] or "", hint))
+            hint = _balancer_cookie_hint(e.cookie, sess, last_balancer)
+        views.append(RequestView(i, e.ts_request or 0, sess, backend[i], client_addr or "", hint))
     tls_figures = None
     if kind == "tls":
         views, tls_figures = _tls_views(conns)
@@ -251,9 +258,9 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
     # 4. reuse per side, multiplexing, per-backend connections
     sides: dict[str, Any] = {}
     per_conn: dict[int, int] = {}
-    for r in reqs:
-        if not r["health_check"]:
-            per_conn[r["conn_id"]] = per_conn.get(r["conn_id"], 0) + 1
+    for e, h in zip(ex, health):
+        if not h:
+            per_conn[e.conn_id] = per_conn.get(e.conn_id, 0) + 1
     for side in ("client", "backend"):
         counts = [per_conn.get(c["conn_id"], 0) for c in conns if c["side"] == side]
         if counts:
@@ -301,7 +308,7 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
             backends_of.setdefault(v.session, set()).add(v.backend)
     top = sorted((s for s in result.sessions if s.breaks),
                  key=lambda s: (-s.breaks, -s.requests, s.session))[:10]
-    health = sum(1 for r in reqs if r["health_check"])
+    health_checks = sum(health)
     if not sess_reqs:
         notes.append("no HTTP requests: persistence cannot be measured from this capture")
     elif result.requests_unknown_backend:
@@ -341,7 +348,7 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
         "multiplexing_ratio": mux,
         "matched_requests": match_stats.matched if match_stats else None,
         "unmatched_requests": match_stats.unmatched_no_candidate if match_stats else 0,
-        "health_checks": health,
+        "health_checks": health_checks,
         "top_breaks": [{"session": s.session, "requests": s.requests, "breaks": s.breaks,
                         "backends": ", ".join(sorted(backends_of.get(s.session, ()))),
                         "cause": first_cause.get(s.session, "")} for s in top],
@@ -352,9 +359,9 @@ def attribute(conns: list[dict], reqs: list[dict], exchanges: list[HttpExchange]
     return AffinityResult(summary, session_rows, backend_rows, break_rows)
 
 
-def _balancer_cookie_hint(req: dict, sess: str, last: dict[str, str]) -> str | None:
+def _balancer_cookie_hint(cookie: str | None, sess: str, last: dict[str, str]) -> str | None:
     """Why a request might change backend: its balancer cookie went missing or changed."""
-    info = header_backend_cookie(req["cookie"]) if req["cookie"] else None
+    info = header_backend_cookie(cookie) if cookie else None
     now = f"{info.name}={info.backend_label}" if info is not None else None
     before = last.get(sess)
     if now is not None:

@@ -16,9 +16,10 @@ import math
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..redact import describe
+from ..request_table import columns_of
 from . import svg
 from .fmt import num, pct
 from .svg import esc
@@ -249,11 +250,11 @@ def _http(s: dict[str, Any], analysis: Any) -> str:
             + _hosts(analysis.rows("requests"), h["requests"]))
 
 
-def _hosts(reqs: list[dict], total: int) -> str:
+def _hosts(reqs: Sequence[dict], total: int) -> str:
     """The busiest Host headers, with their share of the requests (ties in order
     of first appearance)."""
-    counts = Counter("(no Host header)" if (h := r.get("host")) is None else h
-                     for r in reqs).most_common()
+    counts = Counter("(no Host header)" if h is None else h
+                     for h, in columns_of(reqs, "host")).most_common()
     if not counts:
         return ""
     rows = [[f"<code>{esc(host, 100)}</code>", f"{n:,}", _share(n, total)]
@@ -432,15 +433,15 @@ def _connection_lanes(analysis: Any, t0: int | None, n: int) -> tuple[list[svg.C
     shown = {c.get("conn_id") for c in conns}
     busy: dict[int, list[tuple[float, float]]] = {}
     marks: dict[int, list[float]] = {}
-    for r in analysis.rows("requests"):
-        cid = r.get("conn_id")
+    for cid, ts_request, *ends in columns_of(analysis.rows("requests"), "conn_id", "ts_request",
+                                             "ts_response_end", "ts_response",
+                                             "ts_request_end"):
         if cid not in shown:
             continue
-        a = _second(r.get("ts_request"), origin)
+        a = _second(ts_request, origin)
         if a is None:
             continue
-        end = next((v for v in (r.get("ts_response_end"), r.get("ts_response"),
-                                r.get("ts_request_end")) if v is not None), None)
+        end = next((v for v in ends if v is not None), None)
         b = _second(end, origin)
         marks.setdefault(cid, []).append(a)
         busy.setdefault(cid, []).append((a, b if b is not None and b >= a else a))
@@ -495,14 +496,13 @@ def _session_lanes(analysis: Any, t0: int | None, colours: dict[str, str]
     keys = {s.get("session") for s in ranked}
     dots: dict[str, list[tuple[float, str]]] = {}
     used: dict[str, str] = {}
-    for r in analysis.rows("requests"):
-        sess = r.get("session")
+    for sess, ts_request, backend in columns_of(analysis.rows("requests"), "session",
+                                                "ts_request", "backend"):
         if sess not in keys:
             continue
-        t = _second(r.get("ts_request"), origin)
+        t = _second(ts_request, origin)
         if t is None:
             continue
-        backend = r.get("backend")
         name = "unknown backend" if backend is None else str(backend)
         colour = colours.get(name, "#d0d0d0" if backend is None else svg.OTHER_COLOUR)
         used[name if name in colours or backend is None else "other backends"] = colour

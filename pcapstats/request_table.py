@@ -1,0 +1,111 @@
+"""The requests table, kept as columns over the HTTP exchanges.
+
+A request row would repeat what its exchange and its connection already hold,
+and a dict per request costs about as much memory as the exchange itself
+(0.8 KB of 5M packets' 1.4 KB per request). So the table keeps the exchanges,
+a lookup of the connection rows, and one list per column that affinity fills
+(``session``, ``backend``, ``side``, ``health_check``). Readers take whole
+columns (:meth:`RequestTable.column`, what the DataFrame and the HTML page
+use) or rows: indexing and iterating give a fresh dict per request, with the
+columns of ``frames.REQUESTS`` and ``idx`` (the row's position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any, Iterator, overload
+
+from .records import HttpExchange
+
+EXCHANGE_COLUMNS = ("conn_id", "depth", "method", "host", "uri", "version", "status",
+                    "ts_request", "ts_request_end", "ts_response", "ts_response_end",
+                    "request_body_bytes", "response_body_bytes", "req_connection",
+                    "resp_connection", "pipelined", "cookie", "set_cookie", "xff",
+                    "user_agent")
+CONNECTION_COLUMNS = ("client_ip", "client_port", "server_ip", "server_port")
+ATTRIBUTION_COLUMNS = ("session", "backend", "side", "health_check")
+_NO_CONNECTION = dict.fromkeys(CONNECTION_COLUMNS)
+_EXCHANGE_VALUES = attrgetter(*EXCHANGE_COLUMNS)
+
+
+def ttfb(e: HttpExchange) -> int | None:
+    """Time from the request's last byte to the response's first, in ns."""
+    if e.ts_response is None or e.ts_request_end is None:
+        return None
+    return e.ts_response - e.ts_request_end
+
+
+class RequestTable(Sequence[dict]):
+    """One row per exchange, in the exchanges' order; see the module docstring."""
+
+    def __init__(self, exchanges: list[HttpExchange], conns: list[dict]) -> None:
+        self.exchanges = exchanges
+        self._conns = {c["conn_id"]: c for c in conns}
+        n = len(exchanges)
+        self.session: list[str | None] = [None] * n
+        self.backend: list[str | None] = [None] * n
+        self.side: list[str | None] = [None] * n
+        self.health_check: list[bool] = [False] * n
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+    def connection(self, i: int) -> dict:
+        """The connection row of request ``i`` (nulls if it has none)."""
+        return self._conns.get(self.exchanges[i].conn_id, _NO_CONNECTION)
+
+    def column(self, name: str) -> list[Any]:
+        """Column ``name`` of every row, as a new list."""
+        ex = self.exchanges
+        if name in EXCHANGE_COLUMNS:
+            return list(map(attrgetter(name), ex))
+        if name in CONNECTION_COLUMNS:
+            conns, none = self._conns, _NO_CONNECTION
+            return [conns.get(e.conn_id, none)[name] for e in ex]
+        if name in ATTRIBUTION_COLUMNS:
+            return list(getattr(self, name))
+        if name == "ttfb_ns":
+            return [ttfb(e) for e in ex]
+        if name == "idx":
+            return list(range(len(ex)))
+        raise KeyError(name)
+
+    def columns(self, *names: str) -> Iterator[tuple[Any, ...]]:
+        """Tuples of the named columns, row by row."""
+        return zip(*(self.column(n) for n in names))
+
+    def row(self, i: int) -> dict:
+        """Row ``i`` as a new dict."""
+        e = self.exchanges[i]
+        c = self._conns.get(e.conn_id, _NO_CONNECTION)
+        row = dict(zip(EXCHANGE_COLUMNS, _EXCHANGE_VALUES(e)))
+        row.update(client_ip=c["client_ip"], client_port=c["client_port"],
+                   server_ip=c["server_ip"], server_port=c["server_port"], ttfb_ns=ttfb(e),
+                   session=self.session[i], backend=self.backend[i], side=self.side[i],
+                   health_check=self.health_check[i], idx=i)
+        return row
+
+    @overload
+    def __getitem__(self, i: int) -> dict: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict]: ...
+
+    def __getitem__(self, i: int | slice) -> dict | list[dict]:
+        if isinstance(i, slice):
+            return [self.row(k) for k in range(*i.indices(len(self)))]
+        n = len(self.exchanges)
+        if not -n <= i < n:
+            raise IndexError("request index out of range")
+        return self.row(i % n if n else i)
+
+    def __iter__(self) -> Iterator[dict]:
+        return map(self.row, range(len(self.exchanges)))
+
+
+def columns_of(rows: Sequence[dict], *names: str) -> Iterator[tuple[Any, ...]]:
+    """Tuples of the named columns, row by row, from a RequestTable (whole columns at
+    once) or from any sequence of row dicts (missing keys as None)."""
+    if isinstance(rows, RequestTable):
+        return rows.columns(*names)
+    return (tuple(r.get(n) for n in names) for r in rows)
