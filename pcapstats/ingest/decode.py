@@ -211,11 +211,12 @@ class Decoder:
             return None
         vihl, _tos, total, ident, frag, _ttl, proto, src, dst = _ipv4_hdr(data, off)
         ihl = (vihl & 0x0F) << 2
-        if vihl >> 4 != 4 or ihl < 20 or total < ihl:
+        # total 0: TSO (captured on the sender, the length left for the NIC to fill in)
+        if vihl >> 4 != 4 or ihl < 20 or (total < ihl and total != 0):
             self.stats.malformed += 1
             return None
         self._v4 += 1
-        end = off + total
+        end = off + total if total else len(data)
         start = off + ihl
         if frag & 0x3FFF:       # MF set or a non-zero offset: a fragment
             self.stats.fragments += 1
@@ -224,8 +225,6 @@ class Decoder:
             if whole is None:
                 return None
             return self._l4(proto, src, dst, whole, 0, len(whole))
-        if total == 0:          # TSO: the length was left for the NIC to fill in
-            end = len(data)
         return self._l4(proto, src, dst, data, start, end)
 
     def ipv6(self, data: bytes, off: int, ts: int) -> tuple | None:
