@@ -437,6 +437,7 @@ def _merge_files(out: RunResult, results: list[PartResult], paths: list[str]) ->
             info.format, info.compressed, info.size = part.format, part.compressed, part.size
             info.records += part.records
             info.bytes_read = max(info.bytes_read, part.bytes_read)
+            info.disk_read = max(info.disk_read, part.disk_read)
             info.linktypes = (info.linktypes or set()) | (part.linktypes or set())
             if part.stopped_at is not None:
                 info.stopped_at = part.stopped_at

@@ -239,7 +239,7 @@ class RunContext:
                     linktypes[1] = linktypes.get(1, 0) + lt
                     if progress is not None and npk >= tick:
                         tick = npk + 0x4000
-                        progress(sum(f.bytes_read for f in files), total)
+                        progress(sum(f.disk_read for f in files), total)
                     continue
                 npk += 1
                 pos += 1
@@ -270,7 +270,7 @@ class RunContext:
                     udp[k] = udp.get(k, 0) + 1
                 if progress is not None and npk >= tick:
                     tick = npk + 0x4000
-                    progress(sum(f.bytes_read for f in files), total)
+                    progress(sum(f.disk_read for f in files), total)
         finally:
             self.decoder.count_fast(fast)
             res.packets, res.tcp_packets, res.udp_packets = npk, tcp, nudp

@@ -36,3 +36,22 @@ def test_progress_advances(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lane
     assert all(t == size for _, t in seen)
     assert done == sorted(done) and done[-1] == size
     assert len({d for d in done if 0 < d < size}) >= 2     # it moved before the end
+
+
+def test_progress_of_a_gzip_capture_counts_compressed_bytes(tmp_path: Path) -> None:
+    """The total is the file's size on disk, so what was read is counted on disk too:
+    with uncompressed bytes the bar would pass 100% early on a gzip capture."""
+    import gzip
+    path = _capture(tmp_path)
+    gz = tmp_path / "p.pcap.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes(), compresslevel=1))
+    size = gz.stat().st_size
+    assert size < path.stat().st_size // 2
+    seen: list[tuple[int, int]] = []
+    a = pcapstats.analyze(str(gz), progress=lambda done, total: seen.append((done, total)))
+    done = [d for d, _ in seen]
+    assert all(t == size for _, t in seen)
+    assert done == sorted(done) and done[-1] == size
+    assert len({d for d in done if 0 < d < size}) >= 2      # it moved before the end
+    info = a.result.files[0]
+    assert info.compressed and info.disk_read == size and info.bytes_read == path.stat().st_size

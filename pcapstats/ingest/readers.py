@@ -26,7 +26,7 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from ..errors import CaptureFormatError
 
@@ -81,6 +81,8 @@ class FileInfo:
     size: int | None = None           # on-disk size, when known
     records: int = 0
     bytes_read: int = 0               # uncompressed bytes consumed so far
+    disk_read: int = 0                # bytes of the file itself read so far (compressed ones
+                                      # for gzip): what progress compares with ``size``
     linktypes: set[int] | None = None
     stopped_at: int | None = None     # byte offset of a fault that ended reading
     bad_ts: int = 0                   # records whose timestamp was out of range (clamped)
@@ -97,10 +99,12 @@ class _Window:
     and the bytes before it can still be parsed into records.
     """
 
-    __slots__ = ("read", "buf", "pos", "base", "eof", "error", "compressed", "info")
+    __slots__ = ("read", "buf", "pos", "base", "eof", "error", "compressed", "info",
+                 "disk_pos")
 
     def __init__(self, f: BinaryIO, initial: bytes = b"", compressed: bool = False,
-                 info: FileInfo | None = None) -> None:
+                 info: FileInfo | None = None,
+                 disk_pos: Callable[[], int] | None = None) -> None:
         # GzipFile.read(n) drops what it decompressed if the stream breaks before n bytes;
         # read1 returns each piece as it comes, and raises only when nothing is left.
         self.read = f.read1 if compressed else f.read  # type: ignore[attr-defined]
@@ -111,6 +115,7 @@ class _Window:
         self.error: str | None = None
         self.compressed = compressed
         self.info = info   # its bytes_read follows each refill (a progress bar reads it)
+        self.disk_pos = disk_pos   # position in the file under a gzip stream
 
     def fill(self, need: int) -> bool:
         """Make ``need`` bytes available at ``pos``; False if the stream ends first."""
@@ -122,8 +127,10 @@ class _Window:
         parts = [self.buf[self.pos:]]
         self.base += self.pos
         self.pos = 0
-        if self.info is not None:
-            self.info.bytes_read = self.base
+        info = self.info
+        if info is not None:
+            info.bytes_read = self.base
+            info.disk_read = self._disk_read(self.base)
         try:
             while have < need:
                 chunk = self.read(max(WINDOW, need - have))
@@ -149,6 +156,21 @@ class _Window:
     def offset(self) -> int:
         return self.base + self.pos
 
+    def account(self) -> None:
+        """Set the file's bytes_read (and disk_read) to what was consumed so far."""
+        info = self.info
+        if info is not None:
+            info.bytes_read = self.offset
+            info.disk_read = self._disk_read(self.offset)
+
+    def _disk_read(self, offset: int) -> int:
+        if self.disk_pos is None:
+            return offset
+        try:
+            return self.disk_pos()
+        except (OSError, ValueError):     # closed, or not a file after all
+            return self.info.disk_read if self.info is not None else 0
+
     def seek(self, offset: int, f: BinaryIO) -> None:
         """Continue reading at ``offset`` of an uncompressed file."""
         f.seek(offset)
@@ -171,6 +193,17 @@ def _open_stream(path: str) -> tuple[BinaryIO, bytes, bool, int | None]:
         stream: BinaryIO = gzip.GzipFile(fileobj=_Prepend(raw, head), mode="rb")  # type: ignore[assignment]
         return stream, b"", True, size
     return raw, head, False, size
+
+
+def _disk_pos(stream: BinaryIO) -> Callable[[], int] | None:
+    """How far the file under a gzip stream has been read, if it can tell (not stdin)."""
+    raw = getattr(getattr(stream, "fileobj", None), "f", None)
+    try:
+        if raw is None or not raw.seekable():
+            return None
+    except (OSError, ValueError):
+        return None
+    return raw.tell
 
 
 class _Prepend:
@@ -218,7 +251,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     info.part = start is not None or stop is not None
     if info.part and compressed:
         raise ValueError("a compressed file cannot be read in parts")
-    win = _Window(stream, head, compressed, info)
+    win = _Window(stream, head, compressed, info, _disk_pos(stream) if compressed else None)
     bounds = (start, (1 << 62) if stop is None else stop, stream)
     try:
         try:
@@ -244,7 +277,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
             what = str(exc) or exc.__class__.__name__
             _stop(path, win.offset, f"compressed data is broken: {what}", info, problems)
     finally:
-        info.bytes_read = win.offset
+        win.account()
         if stop is not None and info.stopped_at is not None:
             # a fault ends the whole file when it is read at once: the parts after
             # this one would read what the whole-file reading never reaches
@@ -365,7 +398,7 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
                        buf[pos + rec_len:end], orig)
     finally:
         info.records = records
-        info.bytes_read = win.offset
+        win.account()
 
 
 def _clamp_ts(ts: int, info: FileInfo, offset: int) -> int:
@@ -568,7 +601,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
             # every other block (name resolution, statistics, secrets, custom) is skipped
     finally:
         info.records = records
-        info.bytes_read = win.offset
+        win.account()
 
 
 def read_captures(paths: list[str], infos: list[FileInfo], problems: list[ReadProblem],
