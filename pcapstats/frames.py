@@ -161,7 +161,8 @@ def _series(values: list[Any], kind: str) -> "pd.Series":
 
 
 def build(table: str, rows: Iterable[dict]) -> "pd.DataFrame":
-    """Build one table from row dicts; missing keys become nulls, extra keys are dropped."""
+    """Build one table from row dicts (or a column store with ``column(name)``, such as
+    the RequestTable); missing keys become nulls, extra keys are dropped."""
     import pandas as pd
 
     cols = TABLES[table]
