@@ -1,8 +1,8 @@
 """The requests table, kept as columns over the HTTP exchanges.
 
 A request row would repeat what its exchange and its connection already hold,
-and a dict per request costs about as much memory as the exchange itself
-(0.8 KB of 5M packets' 1.4 KB per request). So the table keeps the exchanges,
+and a dict per request costs about 0.8 KB, nearly as much as the exchange it
+repeats (about 1.1 KB with its strings). So the table keeps the exchanges,
 a lookup of the connection rows, and one list per column that affinity fills
 (``session``, ``backend``, ``side``, ``health_check``). Readers take whole
 columns (:meth:`RequestTable.column`, what the DataFrame and the HTML page
