@@ -41,7 +41,8 @@ class Analysis:
         "sessions", "backends" or "breaks"), in table order; no pandas. Shared, not
         copied: read them, do not change them. Missing keys mean nulls. The
         requests are a :class:`~pcapstats.request_table.RequestTable` (after a
-        redaction, a list): a sequence whose rows are built on access, and
+        redaction, a list): a sequence whose rows are built on access (a change
+        to one is not kept; ``list(...)`` gives a plain list, for json.dumps), and
         whose ``column(name)`` gives a whole column at once."""
         if name == "connections":
             return self._conn_rows

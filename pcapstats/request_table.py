@@ -7,7 +7,8 @@ a lookup of the connection rows, and one list per column that affinity fills
 (``session``, ``backend``, ``side``, ``health_check``). Readers take whole
 columns (:meth:`RequestTable.column`, what the DataFrame and the HTML page
 use) or rows: indexing and iterating give a fresh dict per request, with the
-columns of ``frames.REQUESTS`` and ``idx`` (the row's position).
+columns of ``frames.REQUESTS``, ``idx`` (the row's position) and ``client_addr``
+(see below); ``list(table)`` is the plain list of row dicts (for json.dumps).
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ EXCHANGE_COLUMNS = ("conn_id", "depth", "method", "host", "uri", "version", "sta
                     "resp_connection", "pipelined", "cookie", "set_cookie", "xff",
                     "user_agent")
 CONNECTION_COLUMNS = ("client_ip", "client_port", "server_ip", "server_port")
-ATTRIBUTION_COLUMNS = ("session", "backend", "side", "health_check")
+ATTRIBUTION_COLUMNS = ("session", "backend", "side", "health_check", "client_addr")
 _NO_CONNECTION = dict.fromkeys(CONNECTION_COLUMNS)
-_EXCHANGE_VALUES = attrgetter(*EXCHANGE_COLUMNS)
 
 
 def ttfb(e: HttpExchange) -> int | None:
@@ -47,6 +47,9 @@ class RequestTable(Sequence[dict]):
         self.backend: list[str | None] = [None] * n
         self.side: list[str | None] = [None] * n
         self.health_check: list[bool] = [False] * n
+        # the client address a session request counts for (first X-Forwarded-For hop of a
+        # forwarded request, else the connection's client); not a DataFrame column
+        self.client_addr: list[str | None] = [None] * n
 
     def __len__(self) -> int:
         return len(self.exchanges)
@@ -79,12 +82,21 @@ class RequestTable(Sequence[dict]):
         """Row ``i`` as a new dict."""
         e = self.exchanges[i]
         c = self._conns.get(e.conn_id, _NO_CONNECTION)
-        row = dict(zip(EXCHANGE_COLUMNS, _EXCHANGE_VALUES(e)))
-        row.update(client_ip=c["client_ip"], client_port=c["client_port"],
-                   server_ip=c["server_ip"], server_port=c["server_port"], ttfb_ns=ttfb(e),
-                   session=self.session[i], backend=self.backend[i], side=self.side[i],
-                   health_check=self.health_check[i], idx=i)
-        return row
+        return {
+            "conn_id": e.conn_id, "depth": e.depth,
+            "client_ip": c["client_ip"], "client_port": c["client_port"],
+            "server_ip": c["server_ip"], "server_port": c["server_port"],
+            "method": e.method, "host": e.host, "uri": e.uri, "version": e.version,
+            "status": e.status, "ts_request": e.ts_request, "ts_request_end": e.ts_request_end,
+            "ts_response": e.ts_response, "ts_response_end": e.ts_response_end,
+            "ttfb_ns": ttfb(e), "request_body_bytes": e.request_body_bytes,
+            "response_body_bytes": e.response_body_bytes,
+            "req_connection": e.req_connection, "resp_connection": e.resp_connection,
+            "pipelined": e.pipelined, "cookie": e.cookie, "set_cookie": e.set_cookie,
+            "xff": e.xff, "user_agent": e.user_agent, "session": self.session[i],
+            "backend": self.backend[i], "side": self.side[i], "idx": i,
+            "health_check": self.health_check[i], "client_addr": self.client_addr[i],
+        }
 
     @overload
     def __getitem__(self, i: int) -> dict: ...
@@ -101,6 +113,14 @@ class RequestTable(Sequence[dict]):
 
     def __iter__(self) -> Iterator[dict]:
         return map(self.row, range(len(self.exchanges)))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same rows (a list of row dicts, another table)."""
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]   # like a list
 
 
 def columns_of(rows: Sequence[dict], *names: str) -> Iterator[tuple[Any, ...]]:

@@ -26,6 +26,9 @@ def test_rows_columns_and_frame_agree(sample: str) -> None:
     for name in NAMES:
         assert table.column(name) == [r[name] for r in rows], name
     assert table[-1] == rows[-1] and table[1:3] == rows[1:3]
+    assert table == rows and rows == table and table != rows[:-1]
+    assert list(rows[0])[:6] == ["conn_id", "depth", "client_ip", "client_port", "server_ip",
+                                 "server_port"]
     with pytest.raises(IndexError):
         table[len(rows)]
     with pytest.raises(KeyError):
@@ -52,3 +55,6 @@ def test_both_sides_sample_has_attribution_in_the_table() -> None:
     # every client-side request of this sample was matched to a backend
     assert all(b is not None for s, b in columns_of(table, "side", "backend") if s == "client")
     assert sum(table.column("health_check")) == a.summary["affinity"]["health_checks"]
+    # the address each session request counts for: the client side's own client address
+    for side, addr, ip in columns_of(table, "side", "client_addr", "client_ip"):
+        assert addr == (ip if side == "client" else None)

@@ -231,6 +231,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
         e = ex[i]
         client_ip = conn_by_id[e.conn_id]["client_ip"]
         client_addr = _first_hop(e.xff) if side[i] == "backend" and e.xff else client_ip
+        reqs.client_addr[i] = client_addr
         hint = None
         if kind == "cookie":
             v = _cookie_value(e.cookie, arg)  # type: ignore[arg-type]
