@@ -46,3 +46,28 @@ def test_tso_segments_with_ip_total_length_zero_are_decoded(tmp_path) -> None:
     [req] = a.rows("requests")
     assert (req["method"], req["uri"], req["status"]) == ("GET", "/big", 200)
     assert req["response_body_bytes"] == len(body)
+
+
+def test_length_zero_on_a_minimum_size_frame_is_not_taken_for_tso(tmp_path) -> None:
+    """A 60-byte Ethernet frame may end in padding: with IP total length 0 its bytes
+    cannot be told from payload, so it stays a malformed packet (a bare ACK has nothing
+    to offload anyway)."""
+    request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    sport, c, s = 40000, 1001, 5001
+    ack = cb.eth(cb.ipv4(cb.CLIENT, cb.SERVER, 6, cb.tcp(sport, 80, c + len(request), s,
+                                                          cb.ACK)))
+    ack = _zero_ip_length(ack + b"\0" * (60 - len(ack)))
+    frames = [
+        cb.eth(cb.ipv4(cb.CLIENT, cb.SERVER, 6, cb.tcp(sport, 80, 1000, 0, cb.SYN))),
+        cb.eth(cb.ipv4(cb.SERVER, cb.CLIENT, 6, cb.tcp(80, sport, 5000, c, cb.SYN | cb.ACK))),
+        cb.eth(cb.ipv4(cb.CLIENT, cb.SERVER, 6, cb.tcp(sport, 80, c, s, cb.ACK))),
+        cb.eth(cb.ipv4(cb.CLIENT, cb.SERVER, 6, cb.tcp(sport, 80, c, s, cb.PSH | cb.ACK,
+                                                       request))),
+        ack,
+    ]
+    path = tmp_path / "pad.pcap"
+    path.write_bytes(cb.pcap(frames))
+    a = analyze(str(path))
+    assert a.result.decode["malformed"] == 1
+    [conn] = a.rows("connections")
+    assert conn["bytes_client"] == len(request) and conn["packets"] == 4

@@ -211,8 +211,11 @@ class Decoder:
             return None
         vihl, _tos, total, ident, frag, _ttl, proto, src, dst = _ipv4_hdr(data, off)
         ihl = (vihl & 0x0F) << 2
-        # total 0: TSO (captured on the sender, the length left for the NIC to fill in)
-        if vihl >> 4 != 4 or ihl < 20 or (total < ihl and total != 0):
+        # total 0: TSO (captured on the sender, the length left for the NIC to fill in) -
+        # unless the packet is no longer than a minimum Ethernet frame's 46 bytes, which
+        # may be padding (TSO is for segments of more than one MSS anyway)
+        if vihl >> 4 != 4 or ihl < 20 or (total < ihl and (total != 0
+                                                           or len(data) - off <= 46)):
             self.stats.malformed += 1
             return None
         self._v4 += 1
