@@ -285,7 +285,10 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
         if info.bad_ts and not info.part:    # parts: the merge reports the whole file's
             problems.append(bad_ts_problem(info))
         if path != "-":
+            inner = getattr(stream, "fileobj", None) if compressed else None
             stream.close()
+            if inner is not None:
+                inner.close()       # GzipFile leaves a file object it was given open
 
 
 def bad_ts_problem(info: FileInfo) -> ReadProblem:
