@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import UsageError
 from .pipeline import Options, RunResult, few_collections, run
-from .records import HttpExchange
 from .request_table import RequestTable
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -88,33 +87,6 @@ class Analysis:
                 "sessions": self.sessions, "backends": self.backends, "breaks": self.breaks}
 
 
-def _http_connection_figures(conns: list[dict], exchanges: list[HttpExchange]) -> None:
-    """Per-connection HTTP additions: reuse, idle gaps, keep-alive timeout, 408 races."""
-    by_conn: dict[int, list[HttpExchange]] = {}
-    for e in exchanges:
-        by_conn.setdefault(e.conn_id, []).append(e)
-    for c in conns:
-        ex = by_conn.get(c["conn_id"], [])
-        c["reused"] = c["requests"] >= 2
-        c["idle_max_ns"] = None
-        c["idle_before_close_ns"] = None
-        c["race_408"] = 0
-        if not ex:
-            continue
-        gaps = [b.ts_request - a.ts_response_end for a, b in zip(ex, ex[1:])
-                if a.ts_response_end is not None and b.ts_request is not None
-                and b.ts_request >= a.ts_response_end]
-        if gaps:
-            c["idle_max_ns"] = max(gaps)
-        last = ex[-1]
-        if c["close_ts"] is not None and last.ts_response_end is not None \
-                and c["close_ts"] >= last.ts_response_end:
-            c["idle_before_close_ns"] = c["close_ts"] - last.ts_response_end
-        # the race: the server closes (or answers 408) while a request is in flight
-        if last.status == 408 or (last.status is None and c["closed_by"] == "server"):
-            c["race_408"] = 1
-
-
 def analyze(paths: str | list[str], **options: Any) -> Analysis:
     """Analyse capture files (pcap, pcapng, gzip of either; "-" for stdin).
 
@@ -155,7 +127,6 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
         else:
             res = run(paths, Options(**options))
         conns = res.connections
-        _http_connection_figures(conns, res.exchanges)
         reqs = RequestTable(res.exchanges, conns)
         from .affinity.attribute import attribute
         aff = attribute(conns, reqs, **affinity_opts)

@@ -351,13 +351,15 @@ def _conn_row(conn: Connection, exchanges: list[HttpExchange]) -> dict:
         "tls_session": None, "tls_handshake_rtt_ns": None, "tls_client_hello": False,
     }
     impl = conn.consumer.impl if conn.consumer is not None else None
+    mine: list[HttpExchange] = []
     if isinstance(impl, HttpStream):
         row["app"] = impl.protocol
         row["requests"] = impl.requests
         row["responses"] = impl.responses
         row["http_malformed"] = impl.malformed
         row["http_skipped_bytes"] = impl.skipped_bytes
-        exchanges.extend(impl.take())
+        mine = impl.take()
+        exchanges.extend(mine)
     elif isinstance(impl, TlsStream):
         row["app"] = "tls"
         row["tls_version"] = impl.version
@@ -369,4 +371,28 @@ def _conn_row(conn: Connection, exchanges: list[HttpExchange]) -> dict:
         if impl.ts_client_hello is not None and impl.ts_handshake_done is not None:
             row["tls_handshake_rtt_ns"] = impl.ts_handshake_done - impl.ts_client_hello
     conn.consumer = None
+    _http_figures(row, mine)
     return row
+
+
+def _http_figures(c: dict, ex: list[HttpExchange]) -> None:
+    """A connection's HTTP figures from its exchanges (in request order): reuse, idle
+    gaps, keep-alive timeout, 408 races."""
+    c["reused"] = c["requests"] >= 2
+    c["idle_max_ns"] = None
+    c["idle_before_close_ns"] = None
+    c["race_408"] = 0
+    if not ex:
+        return
+    gaps = [b.ts_request - a.ts_response_end for a, b in zip(ex, ex[1:])
+            if a.ts_response_end is not None and b.ts_request is not None
+            and b.ts_request >= a.ts_response_end]
+    if gaps:
+        c["idle_max_ns"] = max(gaps)
+    last = ex[-1]
+    if c["close_ts"] is not None and last.ts_response_end is not None \
+            and c["close_ts"] >= last.ts_response_end:
+        c["idle_before_close_ns"] = c["close_ts"] - last.ts_response_end
+    # the race: the server closes (or answers 408) while a request is in flight
+    if last.status == 408 or (last.status is None and c["closed_by"] == "server"):
+        c["race_408"] = 1
