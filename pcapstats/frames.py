@@ -8,9 +8,9 @@ pandas is imported lazily: nothing here runs before a table is asked for.
 
 from __future__ import annotations
 
-import operator
-
 from typing import TYPE_CHECKING, Any, Iterable
+
+from .records import row_columns
 
 if TYPE_CHECKING:   # pragma: no cover
     import pandas as pd
@@ -170,24 +170,10 @@ def build(table: str, rows: Iterable[dict]) -> "pd.DataFrame":
     if hasattr(rows, "column"):     # a column store (request_table.RequestTable)
         columns: Any = [rows.column(name) for name in names]
     else:
-        columns = _columns(list(rows), names)
+        columns = row_columns(list(rows), names)
     data = {name: _series(list(values), kind)
             for (name, kind, _), values in zip(cols, columns)}
     return pd.DataFrame(data, columns=names)
-
-
-def _columns(rows: list[dict], names: list[str]) -> Any:
-    if rows and len(names) > 1:
-        # one C-level lookup of all columns per row, then a transpose; rows that lack
-        # a column (none of ours, but rows may come from users) take the slow way
-        get = operator.itemgetter(*names)
-        try:
-            columns = list(zip(*map(get, rows)))
-        except KeyError:
-            columns = [[r.get(name) for r in rows] for name in names]
-    else:
-        columns = [[r.get(name) for r in rows] for name in names]
-    return columns
 
 
 def column_docs() -> dict[str, dict[str, str]]:

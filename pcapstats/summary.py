@@ -7,12 +7,14 @@ counts it was computed from. Built from plain records, no pandas.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from operator import attrgetter
+from typing import Any, Sequence
 
 from . import __version__
 from .affinity.figures import EXCHANGES_PER_CONNECTION, distribution, reuse_figures
 from .ingest import LINKTYPE_NAMES
 from .pipeline import RunResult
+from .records import row_columns
 
 SCHEMA_VERSION = 1
 
@@ -42,50 +44,76 @@ def capture_section(res: RunResult) -> dict[str, Any]:
     }
 
 
-def tcp_section(conns: list[dict]) -> dict[str, Any]:
-    n = len(conns)
-    closes = Counter(c["close"] for c in conns)
-    closed_by = Counter(c["closed_by"] or "open" for c in conns)
-    setup = sum(c["setup_packets"] for c in conns)
-    teardown = sum(c["teardown_packets"] for c in conns)
-    rtts = sorted(c["handshake_rtt_ns"] for c in conns if c["handshake_rtt_ns"] is not None)
-    rtt = distribution(rtts)
+# the connection columns the sections read, taken from the rows in one pass (each row
+# dict touched once: with hundreds of thousands of rows, a pass is mostly cache misses)
+_CONN_COLUMNS = ("close", "closed_by", "setup_packets", "teardown_packets", "handshake_rtt_ns",
+                 "handshake_complete", "syn", "synack", "retransmissions", "missed_bytes",
+                 "conn_state", "evicted", "app", "requests", "responses", "idle_max_ns",
+                 "idle_before_close_ns", "http_malformed", "race_408")
+Columns = dict[str, Sequence[Any]]
+
+
+def conn_columns(conns: list[dict]) -> Columns:
+    return dict(zip(_CONN_COLUMNS, row_columns(conns, _CONN_COLUMNS)))
+
+
+def tcp_section(col: Columns) -> dict[str, Any]:
+    n = len(col["close"])
+    close, closed_by, rtt, missed = col["close"], col["closed_by"], col["handshake_rtt_ns"], \
+        col["missed_bytes"]
+    closes = Counter(close)
+    by = Counter(b or "open" for b in closed_by)
+    setup = sum(col["setup_packets"])
+    teardown = sum(col["teardown_packets"])
+    rtts = sorted(r for r in rtt if r is not None)
+    dist = distribution(rtts)
     return {
         "connections": n,
-        "handshakes_complete": sum(1 for c in conns if c["handshake_complete"]),
-        "syn_only": sum(1 for c in conns if c["syn"] and not c["synack"]),
+        "handshakes_complete": sum(map(bool, col["handshake_complete"])),
+        "syn_only": sum(1 for a, b in zip(col["syn"], col["synack"]) if a and not b),
         "closes": {"fin": closes.get("fin", 0), "rst": closes.get("rst", 0),
                    "open": closes.get("open", 0)},
-        "closed_by": {"client": closed_by.get("client", 0), "server": closed_by.get("server", 0),
-                      "open": closed_by.get("open", 0)},
+        "closed_by": {"client": by.get("client", 0), "server": by.get("server", 0),
+                      "open": by.get("open", 0)},
         "setup_packets": setup,
         "teardown_packets": teardown,
         "exchanges_per_connection": (setup + teardown) / n if n else None,
-        "handshake_rtt_ms": {k: (v / 1e6 if v is not None else None) for k, v in rtt.items()},
-        "retransmissions": sum(c["retransmissions"] for c in conns),
-        "missed_bytes": sum(c["missed_bytes"] for c in conns),
-        "connections_with_gaps": sum(1 for c in conns if c["missed_bytes"]),
-        "conn_states": dict(sorted(Counter(c["conn_state"] for c in conns).items())),
-        "evicted": sum(1 for c in conns if c["evicted"]),
+        "handshake_rtt_ms": {k: (v / 1e6 if v is not None else None) for k, v in dist.items()},
+        "retransmissions": sum(col["retransmissions"]),
+        "missed_bytes": sum(missed),
+        "connections_with_gaps": sum(map(bool, missed)),
+        "conn_states": dict(sorted(Counter(col["conn_state"]).items())),
+        "evicted": sum(map(bool, col["evicted"])),
     }
 
 
-def http_section(conns: list[dict], exchanges: list) -> dict[str, Any]:
-    http_conns = [c for c in conns if c["app"] in ("http/1", "h2c", "tunnel")]
-    fig = reuse_figures([c["requests"] for c in conns])
+def _ms(values: list[int]) -> dict[str, Any]:
+    return {k: (v / 1e6 if v is not None else None) for k, v in distribution(values).items()}
+
+
+def http_section(col: Columns, exchanges: list) -> dict[str, Any]:
+    nreq, idle_before_close, closed_by = col["requests"], col["idle_before_close_ns"], \
+        col["closed_by"]
+    apps = Counter(col["app"])
+    fig = reuse_figures(nreq)
     requests = fig["requests"]
-    versions = Counter(e.version for e in exchanges)
-    idle = [c["idle_max_ns"] for c in conns if c.get("idle_max_ns") is not None]
-    ka = [c for c in conns if c.get("idle_before_close_ns") is not None]
-    ka_server = sorted(c["idle_before_close_ns"] for c in ka if c["closed_by"] == "server")
-    ka_client = sorted(c["idle_before_close_ns"] for c in ka if c["closed_by"] == "client")
-    setup = sum(c["setup_packets"] + c["teardown_packets"] for c in conns if c["requests"])
-    hist = Counter(min(c["requests"], 10) for c in conns if c["requests"])
+    # one pass over the exchanges too (attrgetter: one C call per exchange)
+    version, pipelined, status = (list(zip(*map(attrgetter("version", "pipelined", "status"),
+                                                exchanges))) or ((), (), ()))
+    versions = Counter(version)
+    idle = sorted(v for v in col["idle_max_ns"] if v is not None)
+    ka_server = sorted(v for v, by in zip(idle_before_close, closed_by)
+                       if v is not None and by == "server")
+    ka_client = sorted(v for v, by in zip(idle_before_close, closed_by)
+                       if v is not None and by == "client")
+    setup = sum(a + b for a, b, r in zip(col["setup_packets"], col["teardown_packets"], nreq)
+                if r)
+    hist = Counter(min(r, 10) for r in nreq if r)
     return {
         "requests": requests,
-        "responses": sum(c["responses"] for c in conns),
+        "responses": sum(col["responses"]),
         "connections_with_requests": fig["connections_with_requests"],
-        "http_connections": len(http_conns),
+        "http_connections": apps["http/1"] + apps["h2c"] + apps["tunnel"],
         "requests_per_connection": fig["requests_per_connection"],
         "requests_per_connection_histogram": {
             (str(k) if k < 10 else "10+"): v for k, v in sorted(hist.items())},
@@ -97,22 +125,16 @@ def http_section(conns: list[dict], exchanges: list) -> dict[str, Any]:
         "exchanges_per_request": (setup / requests) if requests else None,
         "exchanges_per_request_baseline": EXCHANGES_PER_CONNECTION,
         "versions": dict(sorted(versions.items())),
-        "pipelined_requests": sum(1 for e in exchanges if e.pipelined),
-        "unanswered_requests": sum(1 for e in exchanges if e.status is None),
-        "malformed": sum(c["http_malformed"] for c in conns),
-        "h2c_connections": sum(1 for c in conns if c["app"] == "h2c"),
-        "tunnels": sum(1 for c in conns if c["app"] == "tunnel"),
-        "idle_gap_ms": {k: (v / 1e6 if v is not None else None)
-                        for k, v in distribution(sorted(idle)).items()},
-        "keepalive_timeout_ms": {
-            "closed_by_server": {k: (v / 1e6 if v is not None else None)
-                                 for k, v in distribution(ka_server).items()},
-            "closed_by_client": {k: (v / 1e6 if v is not None else None)
-                                 for k, v in distribution(ka_client).items()},
-        },
-        "closes_by_side": dict(Counter(c["closed_by"] or "open" for c in conns
-                                       if c["requests"])),
-        "races_408": sum(c.get("race_408", 0) for c in conns),
+        "pipelined_requests": sum(map(bool, pipelined)),
+        "unanswered_requests": status.count(None),
+        "malformed": sum(col["http_malformed"]),
+        "h2c_connections": apps["h2c"],
+        "tunnels": apps["tunnel"],
+        "idle_gap_ms": _ms(idle),
+        "keepalive_timeout_ms": {"closed_by_server": _ms(ka_server),
+                                 "closed_by_client": _ms(ka_client)},
+        "closes_by_side": dict(Counter(by or "open" for by, r in zip(closed_by, nreq) if r)),
+        "races_408": sum(r or 0 for r in col["race_408"]),
     }
 
 
@@ -145,7 +167,7 @@ def tls_section(conns: list[dict]) -> dict[str, Any]:
     }
 
 
-def warnings(res: RunResult, conns: list[dict]) -> list[str]:
+def warnings(res: RunResult, col: Columns) -> list[str]:
     out = [str(p) for p in res.problems]
     d = res.decode
     if d.get("malformed"):
@@ -157,11 +179,11 @@ def warnings(res: RunResult, conns: list[dict]) -> list[str]:
     if d.get("fragment_conflicts"):
         out.append(f"{d['fragment_conflicts']} IP fragments overlapped earlier ones with "
                    "different bytes (the first copy was kept)")
-    gaps = sum(1 for c in conns if c["missed_bytes"])
+    missed, malformed = col["missed_bytes"], col["http_malformed"]
+    gaps = sum(map(bool, missed))
     if gaps:
-        missed = sum(c["missed_bytes"] for c in conns)
-        out.append(f"{gaps} connections have gaps ({missed} bytes never seen)")
-    bad = sum(c["http_malformed"] for c in conns)
+        out.append(f"{gaps} connections have gaps ({sum(missed)} bytes never seen)")
+    bad = sum(malformed)
     if bad:
         out.append(f"{bad} malformed HTTP messages")
     if res.evicted:
@@ -171,17 +193,18 @@ def warnings(res: RunResult, conns: list[dict]) -> list[str]:
 
 def build_summary(res: RunResult, conns: list[dict], exchanges: list,
                   affinity: dict[str, Any] | None) -> dict[str, Any]:
+    col = conn_columns(conns)
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "pcapstats", "version": __version__},
         "capture": capture_section(res),
-        "tcp": tcp_section(conns),
+        "tcp": tcp_section(col),
         "udp": {"flows": res.udp_flows,
                 "flows_by_port": {str(k): v for k, v in sorted(res.udp_flows_by_port.items())}},
-        "http": http_section(conns, exchanges),
+        "http": http_section(col, exchanges),
         "tls": tls_section(conns),
     }
     if affinity is not None:
         summary["affinity"] = affinity
-    summary["warnings"] = warnings(res, conns)
+    summary["warnings"] = warnings(res, col)
     return summary
