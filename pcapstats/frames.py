@@ -8,9 +8,10 @@ pandas is imported lazily: nothing here runs before a table is asked for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .records import row_columns
+from .request_table import table_columns
 
 if TYPE_CHECKING:   # pragma: no cover
     import pandas as pd
@@ -167,10 +168,7 @@ def build(table: str, rows: Iterable[dict]) -> "pd.DataFrame":
 
     cols = TABLES[table]
     names = [c[0] for c in cols]
-    if hasattr(rows, "column"):     # a column store (request_table.RequestTable)
-        columns: Any = [rows.column(name) for name in names]
-    else:
-        columns = row_columns(list(rows), names)
+    columns = table_columns(rows if isinstance(rows, Sequence) else list(rows), names)
     data = {name: _series(list(values), kind)
             for (name, kind, _), values in zip(cols, columns)}
     return pd.DataFrame(data, columns=names)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any, Iterator, overload
 
-from .records import HttpExchange
+from .records import HttpExchange, row_columns
 
 EXCHANGE_COLUMNS = ("conn_id", "depth", "method", "host", "uri", "version", "status",
                     "ts_request", "ts_request_end", "ts_response", "ts_response_end",
@@ -74,10 +74,6 @@ class RequestTable(Sequence[dict]):
             return list(range(len(ex)))
         raise KeyError(name)
 
-    def columns(self, *names: str) -> Iterator[tuple[Any, ...]]:
-        """Tuples of the named columns, row by row."""
-        return zip(*(self.column(n) for n in names))
-
     def row(self, i: int) -> dict:
         """Row ``i`` as a new dict."""
         e = self.exchanges[i]
@@ -109,7 +105,7 @@ class RequestTable(Sequence[dict]):
         n = len(self.exchanges)
         if not -n <= i < n:
             raise IndexError("request index out of range")
-        return self.row(i % n if n else i)
+        return self.row(i % n)
 
     def __iter__(self) -> Iterator[dict]:
         return map(self.row, range(len(self.exchanges)))
@@ -123,9 +119,14 @@ class RequestTable(Sequence[dict]):
     __hash__ = None  # type: ignore[assignment]   # like a list
 
 
-def columns_of(rows: Sequence[dict], *names: str) -> Iterator[tuple[Any, ...]]:
-    """Tuples of the named columns, row by row, from a RequestTable (whole columns at
-    once) or from any sequence of row dicts (missing keys as None)."""
+def table_columns(rows: Sequence[dict], names: Sequence[str]) -> list[Sequence[Any]]:
+    """The named columns of a RequestTable (whole columns at once) or of any sequence
+    of row dicts (missing keys as None), one sequence per name."""
     if isinstance(rows, RequestTable):
-        return rows.columns(*names)
-    return (tuple(r.get(n) for n in names) for r in rows)
+        return [rows.column(n) for n in names]
+    return row_columns(rows, names)
+
+
+def columns_of(rows: Sequence[dict], *names: str) -> Iterator[tuple[Any, ...]]:
+    """Tuples of the named columns, row by row (see `table_columns`)."""
+    return zip(*table_columns(rows, names))

@@ -57,6 +57,10 @@ def conn_columns(conns: list[dict]) -> Columns:
     return dict(zip(_CONN_COLUMNS, row_columns(conns, _CONN_COLUMNS)))
 
 
+def _ms(values: list[int]) -> dict[str, Any]:
+    return {k: (v / 1e6 if v is not None else None) for k, v in distribution(values).items()}
+
+
 def tcp_section(col: Columns) -> dict[str, Any]:
     n = len(col["close"])
     close, closed_by, rtt, missed = col["close"], col["closed_by"], col["handshake_rtt_ns"], \
@@ -65,8 +69,6 @@ def tcp_section(col: Columns) -> dict[str, Any]:
     by = Counter(b or "open" for b in closed_by)
     setup = sum(col["setup_packets"])
     teardown = sum(col["teardown_packets"])
-    rtts = sorted(r for r in rtt if r is not None)
-    dist = distribution(rtts)
     return {
         "connections": n,
         "handshakes_complete": sum(map(bool, col["handshake_complete"])),
@@ -78,17 +80,13 @@ def tcp_section(col: Columns) -> dict[str, Any]:
         "setup_packets": setup,
         "teardown_packets": teardown,
         "exchanges_per_connection": (setup + teardown) / n if n else None,
-        "handshake_rtt_ms": {k: (v / 1e6 if v is not None else None) for k, v in dist.items()},
+        "handshake_rtt_ms": _ms(sorted(r for r in rtt if r is not None)),
         "retransmissions": sum(col["retransmissions"]),
         "missed_bytes": sum(missed),
         "connections_with_gaps": sum(map(bool, missed)),
         "conn_states": dict(sorted(Counter(col["conn_state"]).items())),
         "evicted": sum(map(bool, col["evicted"])),
     }
-
-
-def _ms(values: list[int]) -> dict[str, Any]:
-    return {k: (v / 1e6 if v is not None else None) for k, v in distribution(values).items()}
 
 
 def http_section(col: Columns, exchanges: list) -> dict[str, Any]:

@@ -137,10 +137,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
     ex = reqs.exchanges
     n = len(ex)
     side = reqs.side = [conn_by_id[e.conn_id]["side"] for e in ex]
-    health = reqs.health_check = [False] * n
-    backend: list[str | None] = [None] * n
-    session: list[str | None] = [None] * n
-    reqs.backend, reqs.session = backend, session
+    health, backend, session = reqs.health_check, reqs.backend, reqs.session
     server_of: dict[int, str] = {}      # conn_id -> "ip:port" of its server
 
     def server(conn_id: int) -> str:

@@ -127,10 +127,7 @@ class _Window:
         parts = [self.buf[self.pos:]]
         self.base += self.pos
         self.pos = 0
-        info = self.info
-        if info is not None:
-            info.bytes_read = self.base
-            info.disk_read = self._disk_read(self.base)
+        self.account()
         try:
             while have < need:
                 chunk = self.read(max(WINDOW, need - have))
@@ -159,17 +156,14 @@ class _Window:
     def account(self) -> None:
         """Set the file's bytes_read (and disk_read) to what was consumed so far."""
         info = self.info
-        if info is not None:
-            info.bytes_read = self.offset
-            info.disk_read = self._disk_read(self.offset)
-
-    def _disk_read(self, offset: int) -> int:
-        if self.disk_pos is None:
-            return offset
-        try:
-            return self.disk_pos()
-        except (OSError, ValueError):     # closed, or not a file after all
-            return self.info.disk_read if self.info is not None else 0
+        if info is None:
+            return
+        info.bytes_read = info.disk_read = self.offset
+        if self.disk_pos is not None:
+            try:
+                info.disk_read = self.disk_pos()
+            except (OSError, ValueError):   # closed, or not a file after all
+                pass
 
     def seek(self, offset: int, f: BinaryIO) -> None:
         """Continue reading at ``offset`` of an uncompressed file."""
