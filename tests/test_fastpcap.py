@@ -133,6 +133,7 @@ def test_faults_after_ordinary_records(tmp_path: Path, tail: bytes, problem: str
 def test_windows_and_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Records that straddle window refills, and parts that start and stop mid-file."""
     monkeypatch.setattr(readers, "WINDOW", 4096)
+    monkeypatch.setattr(readers, "MAP_WINDOW", 4096)    # the spans a regular file is mapped in
     path = tmp_path / "w.pcap"
     recs = _variety() * 400
     path.write_bytes(_pcap(recs))
@@ -383,3 +384,57 @@ def test_pcapng_whole_run_and_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     split = pcapstats.analyze(str(ng), jobs=2, parts=3)
     assert serial.result.connections == split.result.connections
     assert serial.summary["http"] == split.summary["http"]
+
+
+def _as_read(path: str) -> tuple[list, list, dict]:
+    """Records (without the C loop's decoding: where a window ends, the Python loop
+    reads one record itself, undecoded), faults and state of reading ``path``."""
+    recs, probs, state = _records(path, True)
+    return [r[:4] for r in recs], probs, state
+
+
+@pytest.mark.parametrize("tail", [b"", struct.pack("<IIII", 1, 0, 100, 100) + b"x" * 10,
+                                  b"\x01\x02\x03"])
+def test_mapped_file_reads_as_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   tail: bytes) -> None:
+    """A regular file is mapped in spans (readers._MappedWindow); it gives the records,
+    faults and offsets that reading the same bytes through read() gives, with records
+    straddling the spans, and where mapping fails (it then reads)."""
+    monkeypatch.setattr(readers, "WINDOW", 4096)
+    monkeypatch.setattr(readers, "MAP_WINDOW", 4096)
+    path = tmp_path / "m.pcap"
+    path.write_bytes(_pcap(_variety() * 300) + tail)
+    mapped = _as_read(str(path))
+    with monkeypatch.context() as m:          # not a regular file: the read() window
+        m.setattr(readers.stat, "S_ISREG", lambda mode: False)
+        read = _as_read(str(path))
+    assert mapped == read and len(mapped[0]) == 2100
+    assert mapped[2]["bytes_read"] == path.stat().st_size - (len(tail) if tail else 0)
+
+    calls = []
+
+    def refuse(*args, **kw):                  # a file system that cannot map files
+        calls.append(args)
+        if len(calls) > 3:
+            raise OSError(19, "No such device")
+        return real(*args, **kw)
+    real = readers.mmap.mmap
+    monkeypatch.setattr(readers.mmap, "mmap", refuse)
+    assert _as_read(str(path)) == read and len(calls) == 4
+
+
+def test_mapped_file_that_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capture still being written is read as far as it has gone when the reader gets
+    there, as read() does: the size is read again at the end of what was mapped."""
+    monkeypatch.setattr(readers, "MAP_WINDOW", 4096)
+    path = tmp_path / "g.pcap"
+    recs = _variety() * 50
+    path.write_bytes(_pcap(recs))
+    info, problems = FileInfo(str(path)), []
+    it = read_capture(str(path), info, problems)
+    first = [next(it) for _ in range(10)]
+    with open(path, "ab") as f:
+        f.write(_pcap(recs)[24:])             # 350 more records
+    rest = list(it)
+    assert len(first) + len(rest) == 700 and problems == [] and isinstance(info.size, int)
+    assert [r[2] for r in first + rest] == [r[2] for r in recs * 2]

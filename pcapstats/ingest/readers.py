@@ -21,7 +21,9 @@ which the Python loops below then take, so both give the same records and faults
 from __future__ import annotations
 
 import gzip
+import mmap
 import os
+import stat
 import struct
 import sys
 import zlib
@@ -40,6 +42,8 @@ except ImportError:     # pragma: no cover - the pure-Python loop gives the same
     _scan = _scan_epb = _scan_lane = None
 
 WINDOW = 1 << 20
+#: The span of a regular file mapped at once (see _MappedWindow).
+MAP_WINDOW = 8 << 20
 #: A record larger than this is a lying length field (libpcap's own ceiling is 256 KiB).
 MAX_RECORD = 262144
 #: The largest pcapng block we accept (generous: a block holds one packet).
@@ -171,6 +175,76 @@ class _Window:
         self.buf, self.pos, self.base, self.eof = b"", 0, offset, False
 
 
+class _MappedWindow(_Window):
+    """A _Window over a regular uncompressed file that maps spans of it instead of
+    reading them: the bytes are not copied into new buffers at every refill, which was
+    half a second of a 1M-packet run (read() and joining the tail of a window to the
+    next). ``buf`` is then an mmap (slices of it are bytes). Only ``MAP_WINDOW`` bytes
+    are mapped at a time, so the pages of the file held do not grow with it.
+
+    The file's size is read again when a span reaches its end, so a capture that is
+    still being written is read as far as it goes, as with read(). (A file that is cut
+    shorter while it is being read is beyond both.)
+    """
+
+    __slots__ = ("file", "size", "mapped")
+
+    def __init__(self, f: BinaryIO, info: FileInfo | None) -> None:
+        super().__init__(f, b"", False, info)
+        self.file = f
+        self.size = os.fstat(f.fileno()).st_size
+        self.mapped = True
+
+    def fill(self, need: int) -> bool:
+        have = len(self.buf) - self.pos
+        if have >= need:
+            return True
+        if self.eof:
+            return False
+        if not self.mapped:
+            return super().fill(need)
+        start = self.base + self.pos
+        aligned = start - start % mmap.ALLOCATIONGRANULARITY
+        try:
+            if start + need > self.size:
+                self.size = os.fstat(self.file.fileno()).st_size
+            length = min(self.size - aligned, max(MAP_WINDOW, start - aligned + need))
+            buf = mmap.mmap(self.file.fileno(), length, flags=_MAP_FLAGS,
+                            prot=mmap.PROT_READ, offset=aligned) \
+                if length > start - aligned else b""
+        except (OSError, ValueError):
+            # a file system that cannot map files: read it from here on
+            self.mapped = False
+            try:
+                self.file.seek(self.base + len(self.buf))
+            except (OSError, ValueError) as exc:
+                self.eof = True
+                self.error = f"read error: {exc.strerror or exc}"
+                return False
+            return super().fill(need)
+        self.buf = buf
+        self.base, self.pos = (aligned, start - aligned) if buf else (start, 0)
+        self.account()
+        have = len(buf) - self.pos
+        if have < need:
+            self.eof = True
+        return have >= need
+
+
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _window(stream: BinaryIO, head: bytes, compressed: bool, info: FileInfo) -> _Window:
+    """The window to read ``stream`` through: mapped for a regular file, else read."""
+    if not compressed:
+        try:
+            if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return _MappedWindow(stream, info)
+        except (OSError, ValueError, AttributeError):   # no descriptor (a test's BytesIO)
+            pass
+    return _Window(stream, head, compressed, info, _disk_pos(stream) if compressed else None)
+
+
 def _open_stream(path: str) -> tuple[BinaryIO, bytes, bool, int | None]:
     """Open ``path`` (or stdin for "-"), undo gzip; return stream, first bytes, compressed, size."""
     if path == "-":
@@ -245,7 +319,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     info.part = start is not None or stop is not None
     if info.part and compressed:
         raise ValueError("a compressed file cannot be read in parts")
-    win = _Window(stream, head, compressed, info, _disk_pos(stream) if compressed else None)
+    win = _window(stream, head, compressed, info)
     bounds = (start, (1 << 62) if stop is None else stop, stream)
     try:
         try:
