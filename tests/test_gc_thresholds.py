@@ -20,15 +20,15 @@ def test_raised_inside_restored_after() -> None:
     try:
         gc.set_threshold(700, 10, 10)
         with few_collections():
-            assert gc.get_threshold() == (50_000, 20, 100)
+            assert gc.get_threshold() == (500_000, 20, 100)
             with few_collections():         # nested: still raised, never lowered
-                assert gc.get_threshold() == (50_000, 20, 100)
-            assert gc.get_threshold() == (50_000, 20, 100)
+                assert gc.get_threshold() == (500_000, 20, 100)
+            assert gc.get_threshold() == (500_000, 20, 100)
         assert gc.get_threshold() == (700, 10, 10)
-        gc.set_threshold(200_000, 5, 500)   # a caller's higher value is kept
+        gc.set_threshold(800_000, 5, 500)   # a caller's higher value is kept
         with few_collections():
-            assert gc.get_threshold() == (200_000, 20, 500)
-        assert gc.get_threshold() == (200_000, 5, 500)
+            assert gc.get_threshold() == (800_000, 20, 500)
+        assert gc.get_threshold() == (800_000, 5, 500)
     finally:
         gc.set_threshold(*saved)
 
