@@ -26,17 +26,26 @@ static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 
 
 static inline uint32_t be32(const unsigned char *p) { return rd32(p, 1); }
 
-/* Decoder.decode's fast path; NULL with no error set when it does not apply. */
-static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
+/* What Decoder.decode's fast path reads of a frame: where the payload is (d[pstart:stop],
+ * ``missing`` bytes cut by the snaplen) and whether it keeps the TCP options. */
+struct fast_hdr {
+    unsigned flags;
+    Py_ssize_t pstart, stop, missing, oend;
+    int want_opts;
+};
+
+/* 1 when Decoder.decode's fast path applies to the frame (Ethernet, IPv4 without options
+ * or fragmentation, TCP), with ``h`` filled; else 0 */
+static int fast_header(const unsigned char *d, Py_ssize_t n, struct fast_hdr *h)
 {
     if (n < 54)
-        return NULL;
+        return 0;
     unsigned etype = be16(d + 12), vihl = d[14], total = be16(d + 16), frag = be16(d + 20);
     unsigned proto = d[23], doff = d[46], flags = d[47];
     Py_ssize_t hl = (Py_ssize_t)((doff >> 4) << 2);
     if (!(etype == 0x0800 && vihl == 0x45 && proto == 6 && total >= 20 && !(frag & 0x3FFF)
           && hl >= 20))
-        return NULL;
+        return 0;
     Py_ssize_t end = 14 + (Py_ssize_t)total, pstart = 34 + hl, missing = 0, stop = end;
     if (end > n) {              /* cut by the snaplen */
         missing = end - (n > pstart ? n : pstart);
@@ -44,8 +53,24 @@ static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
             missing = 0;
         stop = n;
     }
-    Py_ssize_t oend = pstart < n ? pstart : n;      /* data[54:pstart], clamped like a slice */
-    int want_opts = (flags & 0x02) && hl > 20 && oend > 54;
+    h->flags = flags;
+    h->pstart = pstart;
+    h->stop = stop;
+    h->missing = missing;
+    h->oend = pstart < n ? pstart : n;      /* data[54:pstart], clamped like a slice */
+    h->want_opts = (flags & 0x02) && hl > 20 && h->oend > 54;
+    return 1;
+}
+
+/* Decoder.decode's fast path; NULL with no error set when it does not apply. */
+static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
+{
+    struct fast_hdr h;
+    if (!fast_header(d, n, &h))
+        return NULL;
+    Py_ssize_t pstart = h.pstart, stop = h.stop, missing = h.missing, oend = h.oend;
+    int want_opts = h.want_opts;
+    unsigned flags = h.flags;
     PyObject *t = PyTuple_New(11);
     if (t == NULL)
         return NULL;
@@ -194,7 +219,7 @@ static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, 
     c_synack, c_syn, h_next_seq, h_offset, h_pending, h_fin_seq, h_from_client, z_orig, z_resp,
     z_seen, a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
 static PyObject *L_A, *L_D, *L_a, *L_d, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
-    *ONE;
+    *S_feed, *ONE;
 static int lane_ready = 0;
 
 static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
@@ -256,6 +281,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || (!S_since && !(S_since = PyUnicode_InternFromString("_since_sweep")))
         || (!S_data && !(S_data = PyUnicode_InternFromString("data")))
         || (!S_packet && !(S_packet = PyUnicode_InternFromString("packet")))
+        || (!S_feed && !(S_feed = PyUnicode_InternFromString("feed")))
         || (!ONE && !(ONE = PyLong_FromLong(1))))
         return NULL;
     for (int i = 0; i < 6; i++)
@@ -313,6 +339,19 @@ PyDoc_STRVAR(lane_doc,
 "lane(table, ts, decoded) -> bool\n\n"
 "ConnectionTable.packet for a plain in-state ACK segment; False: call packet().");
 
+/* The fields of a plain TCP segment the lane reads. */
+struct seg {
+    PyObject *src, *dst, *sport, *dport;    /* exact bytes and ints (borrowed) */
+    long long seq, ack;
+    const char *pl;                         /* the payload: n bytes */
+    Py_ssize_t n;
+    PyObject *payload;                      /* a bytes object of them (borrowed), or NULL:
+                                               made when Python must be given them */
+    PyObject *key;                          /* (src, sport, dst, dport) (borrowed), or NULL */
+};
+
+static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos_in);
+
 /* 1: handled, 0: declined (nothing changed), -1: error. ``pos``: the record's position,
  * or NULL to read it from table.pos. */
 static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_in)
@@ -331,7 +370,19 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
         || !PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst)
         || !PyLong_CheckExact(sport) || !PyLong_CheckExact(dport))
         return 0;
-    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    struct seg sg = {src, dst, sport, dport, seq, ack, PyBytes_AS_STRING(payload),
+                     PyBytes_GET_SIZE(payload), payload, NULL};
+    return lane_seg(table, ts, &sg, pos_in);
+}
+
+/* lane_core for a segment already read (flags: an ACK without SYN, FIN or RST; nothing
+ * cut by the snaplen) */
+static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos_in)
+{
+    int ok = 1;
+    PyObject *src = sg->src, *dst = sg->dst, *sport = sg->sport, *dport = sg->dport;
+    long long seq = sg->seq, ack = sg->ack;
+    Py_ssize_t n = sg->n;
 
     /* -- every test first: nothing changes unless all pass -- */
     PyObject *tdict = PyObject_GetAttr(table, S_table);
@@ -341,8 +392,10 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
         Py_DECREF(tdict);
         return 0;
     }
-    PyObject *key = PyTuple_Pack(4, src, sport, dst, dport);
-    if (key == NULL) {
+    PyObject *key = sg->key;
+    if (key != NULL)
+        Py_INCREF(key);
+    else if ((key = PyTuple_Pack(4, src, sport, dst, dport)) == NULL) {
         Py_DECREF(tdict);
         return -1;
     }
@@ -495,8 +548,25 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
             slot_set(rd, r_last_ts, ts);
         } else {
             PyObject *fc = SLOT(mine, h_from_client);
-            PyObject *res = PyObject_CallMethodObjArgs(sink, S_data, fc ? fc : Py_None, ts,
-                                                       payload, NULL);
+            PyObject *payload = sg->payload;
+            if (payload != NULL)
+                Py_INCREF(payload);
+            else if ((payload = PyBytes_FromStringAndSize(sg->pl, n)) == NULL) {
+                Py_DECREF(nobj);
+                goto fail;
+            }
+            /* AppStream.data(): to its HttpStream's feed() when it has one */
+            PyObject *impl = Py_TYPE(sink) == T_app ? SLOT(sink, a_impl) : NULL;
+            PyObject *res;
+            if (impl != NULL && Py_TYPE(impl) == T_http) {
+                Py_INCREF(impl);
+                res = PyObject_CallMethodObjArgs(impl, S_feed, fc ? fc : Py_None, ts, payload,
+                                                 NULL);
+                Py_DECREF(impl);
+            } else
+                res = PyObject_CallMethodObjArgs(sink, S_data, fc ? fc : Py_None, ts, payload,
+                                                 NULL);
+            Py_DECREF(payload);
             if (res == NULL) {
                 Py_DECREF(nobj);
                 goto fail;
@@ -556,22 +626,69 @@ struct taken {
  * read is done here: by the fast lane, or else by table.packet() (what consume() would
  * do with it), and counted in *t (1). Any other record is made into the one Python
  * must take (*slow, 0). -1: error. */
+/* The connection table's key (src, sport, dst, dport) of an IPv4 frame's addresses and
+ * ports (``a``: the 12 bytes from the IP source address on), as a new reference. The keys
+ * of recent frames are kept (a direct-mapped cache by those bytes): a connection's
+ * packets then share one key instead of making five objects each. */
+#define KEY_CACHE 1024
+static struct { unsigned char raw[12]; PyObject *key; } key_cache[KEY_CACHE];
+
+static PyObject *lane_key(const unsigned char *a)
+{
+    uint32_t h = (be32(a) * 2654435761u) ^ (be32(a + 4) * 2246822519u) ^ (be32(a + 8) * 3266489917u);
+    unsigned i = (h ^ (h >> 15)) & (KEY_CACHE - 1);
+    PyObject *key = key_cache[i].key;
+    if (key != NULL && memcmp(key_cache[i].raw, a, 12) == 0) {
+        Py_INCREF(key);
+        return key;
+    }
+    PyObject *src = PyBytes_FromStringAndSize((const char *)a, 4);
+    PyObject *dst = PyBytes_FromStringAndSize((const char *)a + 4, 4);
+    PyObject *sport = PyLong_FromLong((long)be16(a + 8));
+    PyObject *dport = PyLong_FromLong((long)be16(a + 10));
+    key = src && dst && sport && dport ? PyTuple_Pack(4, src, sport, dst, dport) : NULL;
+    Py_XDECREF(src);
+    Py_XDECREF(dst);
+    Py_XDECREF(sport);
+    Py_XDECREF(dport);
+    if (key == NULL)
+        return NULL;
+    Py_XSETREF(key_cache[i].key, key);
+    memcpy(key_cache[i].raw, a, 12);
+    Py_INCREF(key);
+    return key;
+}
+
 static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, uint32_t orig,
                        long long ts, PyObject *lt, int ethernet, struct taken *t,
                        PyObject **slow)
 {
-    PyObject *dec = ethernet ? decode_fast(d, (Py_ssize_t)incl) : NULL;
-    if (dec == NULL) {
-        if (PyErr_Occurred())
-            return -1;
+    struct fast_hdr h;
+    if (!ethernet || !fast_header(d, (Py_ssize_t)incl, &h)) {
         *slow = new_record(ts, lt, d, incl, orig, NULL);
         return *slow != NULL ? 0 : -1;
     }
     PyObject *tsobj = PyLong_FromLongLong(ts), *posobj = PyLong_FromLongLong(t->cur + 1);
-    int got = tsobj && posobj ? lane_core(table, tsobj, dec, posobj) : -1;
+    int got = tsobj && posobj ? 0 : -1;
+    if (!got && (h.flags & 0x17) == 0x10 && h.missing == 0) {
+        /* the lane, from the frame itself: no decoded tuple, and the payload made into
+           bytes only if Python is given it */
+        PyObject *key = lane_key(d + 26);
+        if (key != NULL) {
+            struct seg sg = {PyTuple_GET_ITEM(key, 0), PyTuple_GET_ITEM(key, 2),
+                             PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 3),
+                             (long long)be32(d + 38), (long long)be32(d + 42),
+                             (const char *)d + h.pstart,
+                             h.pstart < h.stop ? h.stop - h.pstart : 0, NULL, key};
+            got = lane_seg(table, tsobj, &sg, posobj);
+            Py_DECREF(key);
+        } else
+            got = -1;
+    }
     if (got == 0) {             /* declined: packet(ts, *decoded[1:]) with table.pos set */
+        PyObject *dec = decode_fast(d, (Py_ssize_t)incl);
         got = -1;
-        if (PyObject_SetAttr(table, S_pos, posobj) == 0) {
+        if (dec != NULL && PyObject_SetAttr(table, S_pos, posobj) == 0) {
             PyObject *argv[11] = {tsobj};
             for (int i = 1; i < 11; i++)
                 argv[i] = PyTuple_GET_ITEM(dec, i);
@@ -581,10 +698,10 @@ static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, u
                 got = 1;
             }
         }
+        Py_XDECREF(dec);
     }
     Py_XDECREF(tsobj);
     Py_XDECREF(posobj);
-    Py_DECREF(dec);
     if (got < 0)
         return -1;
     if (!t->n)
