@@ -47,3 +47,41 @@ def test_analyze_gives_them_back(tmp_path: Path) -> None:
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*saved)
+
+
+def test_kept_objects_leave_the_young_generations() -> None:
+    """On the way out, what the run kept is moved to the oldest generation (so the
+    restored thresholds do not rescan it), with nothing left frozen; objects a caller
+    froze itself stay frozen, and then nothing is moved."""
+    class Row:
+        pass
+
+    gc.collect()
+    with few_collections():
+        kept = [Row() for _ in range(1000)]
+        assert all(gc.is_tracked(r) for r in kept)
+    assert gc.get_freeze_count() == 0
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(r) in oldest for r in kept)
+    try:
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        with few_collections():
+            more = [Row() for _ in range(1000)]
+        assert gc.get_freeze_count() == frozen
+        oldest = {id(o) for o in gc.get_objects(generation=2)}
+        assert not any(id(r) in oldest for r in more)
+    finally:
+        gc.unfreeze()
+
+
+def test_command_freezes_on_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``pcapstats`` command (cli.entry) freezes what is left when main ends, so the
+    collection at interpreter shutdown does not scan it."""
+    from pcapstats import cli
+    frozen = []
+    monkeypatch.setattr(cli.gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(cli.sys, "argv", ["pcapstats", "--version"])
+    with pytest.raises(SystemExit):
+        cli.entry()
+    assert frozen == [True]
