@@ -217,9 +217,9 @@ static PyTypeObject *T_conn, *T_half, *T_zeek, *T_app, *T_http, *T_reader;
 static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, c_packets_client,
     c_packets_server, c_cstream, c_sstream, c_zeek, c_done, c_hs_step, c_oriented, c_consumer,
     c_synack, c_syn, h_next_seq, h_offset, h_pending, h_fin_seq, h_from_client, z_orig, z_resp,
-    z_seen, a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
+    z_seen, z_hist, a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
 static PyObject *L_A, *L_D, *L_a, *L_d, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
-    *S_feed, *ONE;
+    *S_feed, *S_factory, *ONE;
 static int lane_ready = 0;
 
 static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
@@ -264,7 +264,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || slot(t[1], "pending", &h_pending) || slot(t[1], "fin_seq", &h_fin_seq)
         || slot(t[1], "from_client", &h_from_client)
         || slot(t[2], "orig", &z_orig) || slot(t[2], "resp", &z_resp)
-        || slot(t[2], "seen", &z_seen)
+        || slot(t[2], "seen", &z_seen) || slot(t[2], "hist", &z_hist)
         || slot(t[3], "impl", &a_impl)
         || slot(t[4], "_req", &s_req) || slot(t[4], "_resp", &s_resp)
         || slot(t[5], "state", &r_state) || slot(t[5], "remaining", &r_remaining)
@@ -282,6 +282,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || (!S_data && !(S_data = PyUnicode_InternFromString("data")))
         || (!S_packet && !(S_packet = PyUnicode_InternFromString("packet")))
         || (!S_feed && !(S_feed = PyUnicode_InternFromString("feed")))
+        || (!S_factory && !(S_factory = PyUnicode_InternFromString("factory")))
         || (!ONE && !(ONE = PyLong_FromLong(1))))
         return NULL;
     for (int i = 0; i < 6; i++)
@@ -443,21 +444,21 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     /* Zeek: the endpoint is ESTABLISHED (4) and this segment's letter was recorded */
     if (slot_ll(SLOT(zeek, from_client ? z_orig : z_resp), &ok) != 4 || !ok)
         goto out;
-    PyObject *seen = SLOT(zeek, z_seen);
-    if (seen == NULL || !PySet_CheckExact(seen))
+    PyObject *seen = SLOT(zeek, z_seen), *hist = SLOT(zeek, z_hist);
+    if (seen == NULL || !PySet_CheckExact(seen) || hist == NULL || !PyList_CheckExact(hist))
         goto out;
-    int has = PySet_Contains(seen, from_client ? (n ? L_D : L_A) : (n ? L_d : L_a));
+    PyObject *letter = from_client ? (n ? L_D : L_A) : (n ? L_d : L_a);
+    int has = PySet_Contains(seen, letter);     /* else ZeekState.packet records it */
     if (has < 0)
         goto fail;
-    if (!has)
-        goto out;
     if (slot_ll(SLOT(conn, c_hs_step), &ok) == 2 || !ok)   /* the handshake may complete */
         goto out;
     if (SLOT(peer, h_fin_seq) != Py_None)                   /* it may ACK the peer's FIN */
         goto out;
     PyObject *sink_b = SLOT(conn, c_consumer);        /* borrowed until the INCREF below */
     if (n) {
-        if (SLOT(conn, c_oriented) != Py_True || sink_b == NULL || sink_b == Py_None)
+        /* no consumer yet: the first payload, for which packet() makes it */
+        if (SLOT(conn, c_oriented) != Py_True || sink_b == NULL)
             goto out;
         long long next = slot_ll(SLOT(mine, h_next_seq), &ok);
         PyObject *pending = SLOT(mine, h_pending);
@@ -532,6 +533,16 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     if (slot_add(conn, c_packets, ONE) < 0
         || slot_add(conn, from_client ? c_packets_client : c_packets_server, ONE) < 0)
         goto fail;
+    if (!has && (PySet_Add(seen, letter) < 0 || PyList_Append(hist, letter) < 0))
+        goto fail;
+    if (n && sink == Py_None) {             /* packet(): sink = conn.consumer = factory(conn) */
+        PyObject *made = PyObject_CallMethodObjArgs(table, S_factory, conn, NULL);
+        if (made == NULL)
+            goto fail;
+        Py_SETREF(sink, made);
+        Py_INCREF(made);
+        slot_set(conn, c_consumer, made);
+    }
     if (n) {
         PyObject *nobj = PyLong_FromSsize_t(n);
         if (nobj == NULL)
