@@ -1018,7 +1018,80 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------
+ * headers.fields_of's common case: a header block with one field per line, each once.
+ */
+
+PyDoc_STRVAR(head_fields_doc,
+"head_fields(text) -> dict | None\n\n"
+"headers.parse_fields(text.split(\"\\n\")) for a header block (latin-1 text) whose field\n"
+"names are ASCII without white space, each on one line with a colon and each once;\n"
+"None for any other block (parse_fields then reads it).");
+
+static PyObject *head_fields(PyObject *self, PyObject *text)
+{
+    (void)self;
+    if (!PyUnicode_CheckExact(text)) {
+        PyErr_SetString(PyExc_TypeError, "head_fields() takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), lines = 1;
+    for (const unsigned char *p = s; (p = memchr(p, '\n', (size_t)(s + n - p))) != NULL; p++)
+        lines++;
+    PyObject *fields = PyDict_New();
+    if (fields == NULL)
+        return NULL;
+    /* the lines between the start line and the last two (the empty line, and after it) */
+    const unsigned char *a = memchr(s, '\n', (size_t)n);
+    char key[256];
+    for (Py_ssize_t i = 1; i + 2 < lines; i++) {
+        a++;
+        const unsigned char *b = memchr(a, '\n', (size_t)(s + n - a));   /* there is one */
+        const unsigned char *colon = memchr(a, ':', (size_t)(b - a));
+        if (colon == NULL || colon - a > (Py_ssize_t)sizeof(key))
+            goto lenient;
+        Py_ssize_t klen = colon - a;
+        for (Py_ssize_t k = 0; k < klen; k++) {
+            unsigned char c = a[k];
+            if (c >= 0x80 || c == ' ' || c == '\t')
+                goto lenient;
+            key[k] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        const unsigned char *v = colon + 1, *e = b;
+        while (v < e && (*v == ' ' || *v == '\t' || *v == '\r'))
+            v++;
+        while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+            e--;
+        PyObject *k = PyUnicode_FromStringAndSize(key, klen);
+        if (k == NULL)
+            goto fail;
+        int dup = PyDict_Contains(fields, k);
+        PyObject *val = dup ? NULL : PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, v, e - v);
+        int err = dup < 0 || (!dup && (val == NULL || PyDict_SetItem(fields, k, val) < 0));
+        Py_DECREF(k);
+        Py_XDECREF(val);
+        if (err)
+            goto fail;
+        if (dup)
+            goto lenient;
+        a = b;
+    }
+    return fields;
+lenient:
+    Py_DECREF(fields);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(fields);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"head_fields", head_fields, METH_O, head_fields_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
     {"setup_lane", setup_lane, METH_VARARGS, setup_lane_doc},
     {"lane", lane, METH_VARARGS, lane_doc},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -855,3 +856,44 @@ def test_junk_and_gaps_parse_the_same_whole_or_byte_by_byte(
     s2, ex2 = run(bytewise(events), max_header_bytes=64)
     assert ex1 == ex2
     assert counters(s1) == counters(s2)
+
+
+# -- the C reading of a header block (_fastpcap.head_fields) -----------------------------
+
+_FIELD_LINE = st.one_of(
+    st.tuples(st.sampled_from(["Host", "host", "Cookie", "Set-Cookie", "X-Forwarded-For",
+                               "Content-Length", "CONTENT-TYPE", "Via", "x", "", "Hôst",
+                               "Bad Name", "Tab\tName", " Folded"]),
+              st.sampled_from([":", ": ", ":\t", " :", ""]),
+              st.text(alphabet=" \t\r:;=,abcXYZ019é\xff", max_size=12))
+    .map(lambda t: "".join(t)),
+    st.sampled_from(["", "\r", " continued", "\tmore", "no colon here"]))
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(_FIELD_LINE, max_size=8),
+       end=st.sampled_from(["\r\n\r\n", "\n\n", "\n\r\n", "\r\n"]))
+def test_c_header_fields_equal_parse_fields(lines: list[str], end: str) -> None:
+    """fields_of gives parse_fields' fields, whether the C loop reads the block or not
+    (repeated names, folding, white space in names, non-ASCII names, no colon)."""
+    from pcapstats.http import headers
+    if headers._head_fields is None:     # pragma: no cover - not built
+        pytest.skip("pcapstats._fastpcap is not built")
+    head = "GET / HTTP/1.1\r\n" + "\r\n".join(lines) + end
+    want = headers.parse_fields(head.split("\n"))
+    got = headers._head_fields(head)
+    assert got is None or got == want
+    assert headers.fields_of(head) == want
+
+
+def test_c_header_fields_take_the_common_block() -> None:
+    from pcapstats.http import headers
+    if headers._head_fields is None:     # pragma: no cover - not built
+        pytest.skip("pcapstats._fastpcap is not built")
+    head = "HTTP/1.1 200 OK\r\nContent-Length: 12 \r\nSet-Cookie:\ta=1\r\nX-A: \xe9\r\n\r\n"
+    assert headers._head_fields(head) == {"content-length": "12", "set-cookie": "a=1",
+                                          "x-a": "\xe9"}
+    assert headers._head_fields("HTTP/1.1 200 OK\r\nX-\xc9: 1\r\n\r\n") is None  # str.lower's
+    assert headers._head_fields("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n") == {"a": "1", "b": "2"}
+    assert headers._head_fields("HTTP/1.1 200 OK\r\nA: 1\r\nA: 2\r\n\r\n") is None
+    assert headers._head_fields("HTTP/1.1 200 OK\r\n\r\n") == {}

@@ -88,8 +88,24 @@ def parse_fields(lines: list[str]) -> dict[str, str]:
 
 
 def fields_of(head: str) -> dict[str, str]:
-    """parse_fields of a whole header block as text (start line included); {} for ""."""
-    return parse_fields(head.split("\n")) if head else {}
+    """parse_fields of a whole header block as text (start line included); {} for "".
+
+    The common block (one field per line, each once, ASCII names) is read by
+    ``_fastpcap.head_fields`` where it is built; it gives what parse_fields gives
+    (tests/test_http_parser.py checks both on random blocks)."""
+    if not head:
+        return {}
+    if _head_fields is not None:
+        fields = _head_fields(head)
+        if fields is not None:
+            return fields
+    return parse_fields(head.split("\n"))
+
+
+try:    # the C reading of a common header block (pcapstats/_fastpcap.c)
+    from .._fastpcap import head_fields as _head_fields
+except ImportError:     # pragma: no cover - parse_fields alone gives the same fields
+    _head_fields = None
 
 
 def _parse_fields_lenient(lines: list[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from ..records import HttpExchange
 from .framing import (BODY, CHUNK_SIZE, DEAD, HEAD, HOLD, IDLE, UNTIL_CLOSE, DirectionReader,
                       Pending)
 from .headers import (H2_PREFACE_LINE, REQUEST_PREFIX, STATUS_LINE, find_request_line,
-                      find_status_line, is_chunked, parse_cut_request_line, parse_fields,
+                      fields_of, find_status_line, is_chunked, parse_cut_request_line,
                       parse_length, parse_request_line, status_prefix_ok)
 
 UNKNOWN_VERSION = "unknown"
@@ -116,7 +116,7 @@ class RequestReader(DirectionReader):
         if len(text) - nl == len(rest) and text.startswith(rest, nl):
             info = self.last_info       # parse_fields reads nothing before the first "\n"
         else:
-            info = self.last_info = _request_info(parse_fields(text.split("\n")))
+            info = self.last_info = _request_info(fields_of(text))
             self.last_rest = text[nl:]
         self._request(ts, start[0], start[1], start[2], info, text, False)
         return True
@@ -294,7 +294,7 @@ class ResponseReader(DirectionReader):
             fields = _NO_FIELDS
             text = ""
         else:
-            fields = parse_fields(text.split("\n"))
+            fields = fields_of(text)
         u = st._unanswered
         if code < 200 and code >= 100 and code != 101:
             st.interim_responses += 1
