@@ -43,7 +43,7 @@ except ImportError:     # pragma: no cover - the pure-Python loop gives the same
 
 WINDOW = 1 << 20
 #: The span of a regular file mapped at once (see _MappedWindow).
-MAP_WINDOW = 8 << 20
+MAP_WINDOW = 2 << 20
 #: A record larger than this is a lying length field (libpcap's own ceiling is 256 KiB).
 MAX_RECORD = 262144
 #: The largest pcapng block we accept (generous: a block holds one packet).
