@@ -62,15 +62,12 @@ static int fast_header(const unsigned char *d, Py_ssize_t n, struct fast_hdr *h)
     return 1;
 }
 
-/* Decoder.decode's fast path; NULL with no error set when it does not apply. */
-static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
+/* Decoder.decode's tuple for a frame fast_header() read into ``h`` (NULL: error set) */
+static PyObject *fast_tuple(const unsigned char *d, const struct fast_hdr *h)
 {
-    struct fast_hdr h;
-    if (!fast_header(d, n, &h))
-        return NULL;
-    Py_ssize_t pstart = h.pstart, stop = h.stop, missing = h.missing, oend = h.oend;
-    int want_opts = h.want_opts;
-    unsigned flags = h.flags;
+    Py_ssize_t pstart = h->pstart, stop = h->stop, missing = h->missing, oend = h->oend;
+    int want_opts = h->want_opts;
+    unsigned flags = h->flags;
     PyObject *t = PyTuple_New(11);
     if (t == NULL)
         return NULL;
@@ -94,6 +91,13 @@ static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
         }
     }
     return t;
+}
+
+/* Decoder.decode's fast path; NULL with no error set when it does not apply. */
+static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
+{
+    struct fast_hdr h;
+    return fast_header(d, n, &h) ? fast_tuple(d, &h) : NULL;
 }
 
 /* A record as the loops give it to Python: (ts, linktype, data, orig_len, decoded),
@@ -201,8 +205,9 @@ fail:
  *
  * lane(table, ts, decoded) handles a plain ACK segment (no SYN, FIN or RST) of a known,
  * open connection in the state where ConnectionTable.packet would only count it and,
- * for in-order payload with nothing held, hand the bytes on: Zeek's letter for it is
- * already recorded, the handshake is not completing, no FIN is being acknowledged, the
+ * for in-order payload with nothing held, hand the bytes on (making the consumer for a
+ * first payload): the endpoint is established for Zeek (the segment's letter at most
+ * needs recording), the handshake is not completing, no FIN is being acknowledged, the
  * ACK tells nothing new and no sweep is due. It then does exactly what packet() does
  * (and, for the body of an HTTP message of known length that this segment does not
  * finish, what HttpStream.feed does) and returns True. For anything else it changes
@@ -441,7 +446,7 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         || SLOT(conn, c_synack) == NULL || SLOT(conn, c_syn) == NULL
         || SLOT(mine, h_from_client) == NULL)
         goto out;
-    /* Zeek: the endpoint is ESTABLISHED (4) and this segment's letter was recorded */
+    /* Zeek: the endpoint is ESTABLISHED (4); this segment's letter is recorded below if new */
     if (slot_ll(SLOT(zeek, from_client ? z_orig : z_resp), &ok) != 4 || !ok)
         goto out;
     PyObject *seen = SLOT(zeek, z_seen), *hist = SLOT(zeek, z_hist);
@@ -633,10 +638,6 @@ struct taken {
     PyObject *packet;                       /* table.packet */
 };
 
-/* One record for a loop running the connection table. A TCP packet decode_fast() can
- * read is done here: by the fast lane, or else by table.packet() (what consume() would
- * do with it), and counted in *t (1). Any other record is made into the one Python
- * must take (*slow, 0). -1: error. */
 /* The connection table's key (src, sport, dst, dport) of an IPv4 frame's addresses and
  * ports (``a``: the 12 bytes from the IP source address on), as a new reference. The keys
  * of recent frames are kept (a direct-mapped cache by those bytes): a connection's
@@ -670,6 +671,10 @@ static PyObject *lane_key(const unsigned char *a)
     return key;
 }
 
+/* One record for a loop running the connection table. A TCP packet decode_fast() can
+ * read is done here: by the fast lane, or else by table.packet() (what consume() would
+ * do with it), and counted in *t (1). Any other record is made into the one Python
+ * must take (*slow, 0). -1: error. */
 static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, uint32_t orig,
                        long long ts, PyObject *lt, int ethernet, struct taken *t,
                        PyObject **slow)
@@ -697,7 +702,7 @@ static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, u
             got = -1;
     }
     if (got == 0) {             /* declined: packet(ts, *decoded[1:]) with table.pos set */
-        PyObject *dec = decode_fast(d, (Py_ssize_t)incl);
+        PyObject *dec = fast_tuple(d, &h);
         got = -1;
         if (dec != NULL && PyObject_SetAttr(table, S_pos, posobj) == 0) {
             PyObject *argv[11] = {tsobj};
@@ -1070,11 +1075,14 @@ static PyObject *head_fields(PyObject *self, PyObject *text)
         PyObject *k = PyUnicode_FromStringAndSize(key, klen);
         if (k == NULL)
             goto fail;
-        int dup = PyDict_Contains(fields, k);
-        PyObject *val = dup ? NULL : PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, v, e - v);
-        int err = dup < 0 || (!dup && (val == NULL || PyDict_SetItem(fields, k, val) < 0));
+        int dup = PyDict_Contains(fields, k);       /* a repeated name: parse_fields joins */
+        int err = dup < 0;
+        if (dup == 0) {
+            PyObject *val = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, v, e - v);
+            err = val == NULL || PyDict_SetItem(fields, k, val) < 0;
+            Py_XDECREF(val);
+        }
         Py_DECREF(k);
-        Py_XDECREF(val);
         if (err)
             goto fail;
         if (dup)

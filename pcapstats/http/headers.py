@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import re
 
+try:    # the C reading of a common header block (pcapstats/_fastpcap.c)
+    from .._fastpcap import head_fields as _head_fields
+except ImportError:     # pragma: no cover - parse_fields alone gives the same fields
+    _head_fields = None
+
 ABSURD_SIZE = 1 << 63
 """A Content-Length or chunk size at or above this is malformed, not counted."""
 
@@ -100,12 +105,6 @@ def fields_of(head: str) -> dict[str, str]:
         if fields is not None:
             return fields
     return parse_fields(head.split("\n"))
-
-
-try:    # the C reading of a common header block (pcapstats/_fastpcap.c)
-    from .._fastpcap import head_fields as _head_fields
-except ImportError:     # pragma: no cover - parse_fields alone gives the same fields
-    _head_fields = None
 
 
 def _parse_fields_lenient(lines: list[str]) -> dict[str, str]:

@@ -123,11 +123,15 @@ class _Window:
 
     def fill(self, need: int) -> bool:
         """Make ``need`` bytes available at ``pos``; False if the stream ends first."""
-        have = len(self.buf) - self.pos
-        if have >= need:
+        if len(self.buf) - self.pos >= need:
             return True
         if self.eof:
             return False
+        return self._refill(need)
+
+    def _refill(self, need: int) -> bool:
+        """fill() when the window holds too few bytes and the stream has not ended."""
+        have = len(self.buf) - self.pos
         parts = [self.buf[self.pos:]]
         self.base += self.pos
         self.pos = 0
@@ -195,14 +199,9 @@ class _MappedWindow(_Window):
         self.size = os.fstat(f.fileno()).st_size
         self.mapped = True
 
-    def fill(self, need: int) -> bool:
-        have = len(self.buf) - self.pos
-        if have >= need:
-            return True
-        if self.eof:
-            return False
+    def _refill(self, need: int) -> bool:
         if not self.mapped:
-            return super().fill(need)
+            return super()._refill(need)
         start = self.base + self.pos
         aligned = start - start % mmap.ALLOCATIONGRANULARITY
         try:
@@ -221,7 +220,7 @@ class _MappedWindow(_Window):
                 self.eof = True
                 self.error = f"read error: {exc.strerror or exc}"
                 return False
-            return super().fill(need)
+            return super()._refill(need)
         self.buf = buf
         self.base, self.pos = (aligned, start - aligned) if buf else (start, 0)
         self.account()
