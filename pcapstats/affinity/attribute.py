@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from ..errors import UsageError
@@ -40,6 +42,8 @@ from .persistence import RequestView, compute_persistence
 from .roles import detect_roles, side_of
 from ..request_table import RequestTable
 
+_CONN_ID = attrgetter("conn_id")
+_UNSET: Any = object()      # not in a cache yet (None is a cached answer)
 _HEALTH_URI = re.compile(r"health|status|ping|alive|ready|check", re.I)
 
 
@@ -98,6 +102,18 @@ def _set_cookie_value(header: str | None, name: str) -> str | None:
         if n == name and v:
             return v
     return None
+
+
+def _cookie_session(cookie: str | None, set_cookie: str | None,
+                    name: str) -> tuple[str | None, str | None]:
+    """(session, cause hint) under ``--session-key cookie:NAME``: the request's cookie,
+    else the one its response set (the request then went without: "cookie-missing")."""
+    v = _cookie_value(cookie, name)
+    hint = None
+    if v is None:
+        v = _set_cookie_value(set_cookie, name)
+        hint = "cookie-missing"
+    return (_session_value(name, v) if v else None), hint
 
 
 def _session_value(name: str, value: str) -> str:
@@ -188,11 +204,15 @@ def attribute(conns: list[dict], reqs: RequestTable,
     elif client_side and not backend_side:
         notes.append("the capture shows the client side of the balancer only: backends "
                      "come from balancer cookies")
+    labels: dict[tuple[str | None, str | None], str | None] = {}  # a session repeats them
     for i, e in enumerate(ex):
         if backend[i] is None:
-            label = _cookie_backend(e)
+            k = (e.set_cookie, e.cookie)
+            label = labels.get(k, _UNSET)
+            if label is _UNSET:
+                label = labels[k] = _cookie_backend(e)
             backend[i] = label if label is not None or side[i] == "client" \
-                else server(e.conn_id)
+                else server_of.get(e.conn_id) or server(e.conn_id)
 
     # 2. the requests that make sessions: client side of a proxy, else all but health checks
     if client_side:
@@ -224,18 +244,22 @@ def attribute(conns: list[dict], reqs: RequestTable,
                      "are not visible")
     views = []
     last_balancer: dict[str, str] = {}     # session -> balancer cookie its previous request sent
+    # what a session's repeated headers tell, read once per distinct (Cookie, Set-Cookie)
+    by_cookies: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
+    client_addrs = reqs.client_addr
+    balancer_of: dict[str | None, str | None] = {}      # Cookie -> its balancer cookie
     for i in sess_reqs:
         e = ex[i]
         client_ip = conn_by_id[e.conn_id]["client_ip"]
         client_addr = _first_hop(e.xff) if side[i] == "backend" and e.xff else client_ip
-        reqs.client_addr[i] = client_addr
+        client_addrs[i] = client_addr
         hint = None
         if kind == "cookie":
-            v = _cookie_value(e.cookie, arg)  # type: ignore[arg-type]
-            if v is None:
-                v = _set_cookie_value(e.set_cookie, arg)  # type: ignore[arg-type]
-                hint = "cookie-missing"
-            sess = _session_value(arg, v) if v else None  # type: ignore[arg-type]
+            k = (e.cookie, e.set_cookie)
+            got = by_cookies.get(k)
+            if got is None:
+                got = by_cookies[k] = _cookie_session(e.cookie, e.set_cookie, arg)  # type: ignore[arg-type]
+            sess, hint = got
         elif kind == "client-ip":
             sess = client_addr
         elif kind == "xff":
@@ -246,7 +270,11 @@ def attribute(conns: list[dict], reqs: RequestTable,
             sess = None
         session[i] = sess
         if sess is not None and hint is None:
-            hint = _balancer_cookie_hint(e.cookie, sess, last_balancer)
+            cookie = e.cookie
+            now = balancer_of.get(cookie, _UNSET)
+            if now is _UNSET:
+                now = balancer_of[cookie] = _balancer_label(cookie)
+            hint = _balancer_cookie_hint(now, sess, last_balancer)
         views.append(RequestView(i, e.ts_request or 0, sess, backend[i], client_addr or "", hint))
     tls_figures = None
     if kind == "tls":
@@ -255,10 +283,8 @@ def attribute(conns: list[dict], reqs: RequestTable,
 
     # 4. reuse per side, multiplexing, per-backend connections
     sides: dict[str, Any] = {}
-    per_conn: dict[int, int] = {}
-    for e, h in zip(ex, health):
-        if not h:
-            per_conn[e.conn_id] = per_conn.get(e.conn_id, 0) + 1
+    per_conn = Counter(map(_CONN_ID, ex) if not any(health)
+                       else (e.conn_id for e, h in zip(ex, health) if not h))
     for side in ("client", "backend"):
         counts = [per_conn.get(c["conn_id"], 0) for c in conns if c["side"] == side]
         if counts:
@@ -357,10 +383,15 @@ def attribute(conns: list[dict], reqs: RequestTable,
     return AffinityResult(summary, session_rows, backend_rows, break_rows)
 
 
-def _balancer_cookie_hint(cookie: str | None, sess: str, last: dict[str, str]) -> str | None:
-    """Why a request might change backend: its balancer cookie went missing or changed."""
+def _balancer_label(cookie: str | None) -> str | None:
+    """The balancer cookie of a Cookie header as "name=backend", or None."""
     info = header_backend_cookie(cookie) if cookie else None
-    now = f"{info.name}={info.backend_label}" if info is not None else None
+    return f"{info.name}={info.backend_label}" if info is not None else None
+
+
+def _balancer_cookie_hint(now: str | None, sess: str, last: dict[str, str]) -> str | None:
+    """Why a request might change backend: its balancer cookie (`now`, from
+    `_balancer_label`) went missing or changed since the session's previous request."""
     before = last.get(sess)
     if now is not None:
         last[sess] = now

@@ -371,17 +371,20 @@ def observe_cookies(cookie_headers: Iterable[str | None]) -> dict[str, tuple[int
     A request carrying the same name twice counts once; distinct values are
     counted on the raw (unquoted) values.  Input for `choose_session_cookie`.
     """
+    # a session sends one header again and again: read each distinct header once
+    headers: dict[str, int] = {}
+    for header in cookie_headers:
+        if header:
+            headers[header] = headers.get(header, 0) + 1
     requests: dict[str, int] = {}
     values: dict[str, set[str]] = {}
-    for header in cookie_headers:
-        if not header:
-            continue
+    for header, times in headers.items():
         seen: set[str] = set()
         for name, value in cookie_pairs(header):
             values.setdefault(name, set()).add(value)
             if name not in seen:
                 seen.add(name)
-                requests[name] = requests.get(name, 0) + 1
+                requests[name] = requests.get(name, 0) + times
     return {name: (requests[name], len(values[name])) for name in sorted(requests)}
 
 

@@ -38,10 +38,11 @@ Rules (DOMAIN.md "persistence ratio", "persistence break"):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from pcapstats.affinity.figures import Evenness, Ratio, evenness, reuse_figures
 
@@ -61,9 +62,9 @@ __all__ = [
 BREAK_CAUSES = ("cookie-missing", "new-client-address", "cookie-changed", "unknown")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestView:
-    """One HTTP request as the affinity layer sees it."""
+class RequestView(NamedTuple):
+    """One HTTP request as the affinity layer sees it (immutable; a named tuple, which is
+    built 3x faster than a frozen dataclass: the caller makes one per request)."""
 
     idx: int                        # row index in the requests table
     ts: int                         # ns since the epoch
@@ -193,10 +194,14 @@ _TS_IDX = attrgetter("ts", "idx")
 def _group(reqs: Sequence[RequestView], key: str) -> dict[str, list[RequestView]]:
     """Group time-ordered requests by ``key`` ("session" or "client_ip"), dropping None keys."""
     groups: dict[str, list[RequestView]] = {}
-    for req in reqs:
-        value = req.session if key == "session" else req.client_ip
+    get = groups.get
+    for value, req in zip(map(attrgetter(key), reqs), reqs):
         if value is not None:
-            groups.setdefault(value, []).append(req)
+            group = get(value)
+            if group is None:
+                groups[value] = [req]
+            else:
+                group.append(req)
     return groups
 
 
@@ -210,25 +215,33 @@ def _break_cause(req: RequestView, prev: RequestView) -> str:
     return "unknown"
 
 
+_BACKEND = attrgetter("backend")
+_SESSION = attrgetter("session")
+_CLIENT_IP = attrgetter("client_ip")
+
+
 def _session(key: str, reqs: Sequence[RequestView]) -> tuple[SessionRecord, list[BreakRecord]]:
     """Figures for one session's requests, already in (ts, idx) order."""
-    uses: dict[str, int] = {}
-    first_use: dict[str, int] = {}
+    backends = list(map(_BACKEND, reqs))
+    uses = Counter(backends)
+    uses.pop(None, None)
     breaks: list[BreakRecord] = []
-    prev: RequestView | None = None
-    for pos, req in enumerate(reqs):
-        if req.backend is None:
-            continue
-        uses[req.backend] = uses.get(req.backend, 0) + 1
-        first_use.setdefault(req.backend, pos)
-        if prev is not None and prev.backend is not None and req.backend != prev.backend:
-            breaks.append(BreakRecord(
-                session=key, ts=req.ts, idx=req.idx, prev_idx=prev.idx,
-                from_backend=prev.backend, to_backend=req.backend,
-                cause=_break_cause(req, prev),
-            ))
-        prev = req
-    primary = min(uses, key=lambda b: (-uses[b], first_use[b])) if uses else None
+    if len(uses) > 1:               # the session moved: find where (else one backend, no break)
+        prev: RequestView | None = None
+        for req, backend in zip(reqs, backends):
+            if backend is None:
+                continue
+            if prev is not None and backend != prev.backend:
+                breaks.append(BreakRecord(
+                    session=key, ts=req.ts, idx=req.idx, prev_idx=prev.idx,
+                    from_backend=prev.backend, to_backend=backend,   # type: ignore[arg-type]
+                    cause=_break_cause(req, prev),
+                ))
+            prev = req
+        # most requests, then first used
+        primary = min(uses, key=lambda b: (-uses[b], backends.index(b)))
+    else:
+        primary = next(iter(uses), None)
     record = SessionRecord(
         session=key,
         requests=len(reqs),
@@ -240,7 +253,7 @@ def _session(key: str, reqs: Sequence[RequestView]) -> tuple[SessionRecord, list
         first_ts=reqs[0].ts,
         last_ts=reqs[-1].ts,
         breaks=len(breaks),
-        client_ips=len({r.client_ip for r in reqs}),
+        client_ips=len(set(map(_CLIENT_IP, reqs))),
     )
     return record, breaks
 
@@ -282,10 +295,8 @@ def compute_persistence(reqs: Iterable[RequestView]) -> PersistenceResult:
     sessions, breaks = _sessions(ordered, "session")
     by_session = _ratios("session", sessions)
 
-    load: dict[str, int] = {}
-    for req in ordered:
-        if req.backend is not None:
-            load[req.backend] = load.get(req.backend, 0) + 1
+    load = Counter(map(_BACKEND, ordered))
+    unknown_backend = load.pop(None, 0)
     primaries: dict[str, int] = {}
     for s in sessions:
         if s.primary_backend is not None:
@@ -308,7 +319,7 @@ def compute_persistence(reqs: Iterable[RequestView]) -> PersistenceResult:
         load_evenness=evenness([b.requests for b in backends]),
         by_client_ip=_ratios("client_ip", client_records),
         requests=len(ordered),
-        requests_without_session=sum(1 for r in ordered if r.session is None),
-        requests_unknown_backend=sum(1 for r in ordered if r.backend is None),
+        requests_without_session=list(map(_SESSION, ordered)).count(None),
+        requests_unknown_backend=unknown_backend,
         break_causes=causes,
     )
