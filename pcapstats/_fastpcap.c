@@ -203,14 +203,17 @@ fail:
 /* ------------------------------------------------------------------------------------
  * The TCP fast lane: ConnectionTable.packet for the commonest packet, without Python.
  *
- * lane(table, ts, decoded) handles a plain ACK segment (no SYN, FIN or RST) of a known,
- * open connection in the state where ConnectionTable.packet would only count it and,
- * for in-order payload with nothing held, hand the bytes on (making the consumer for a
- * first payload): the endpoint is established for Zeek (the segment's letter at most
- * needs recording), the handshake is not completing, no FIN is being acknowledged, the
- * ACK tells nothing new and no sweep is due. It then does exactly what packet() does
- * (and, for the body of an HTTP message of known length that this segment does not
- * finish, what HttpStream.feed does) and returns True. For anything else it changes
+ * lane(table, ts, decoded) handles a plain ACK segment (no SYN, FIN or RST) of a known
+ * connection in the state where ConnectionTable.packet would only count it, move Zeek's
+ * endpoint states (and record the segment's letter), complete the handshake (the
+ * client's ACK after SYN and SYN/ACK) and, for in-order payload with nothing held, hand
+ * the bytes on (making the consumer for a first payload): no FIN of the peer is being
+ * acknowledged, the ACK tells nothing new and no sweep is due. It then does exactly what
+ * packet() does (and, for the body of an HTTP message of known length that this segment
+ * does not finish, what HttpStream.feed does) and returns True. On a closed connection
+ * still lingering it does what packet() does before it returns there: the counts, Zeek,
+ * and the pure ACK of the peer's FIN (teardown_acks); a packet after the linger time is
+ * left to packet(), which starts a new connection. For anything else it changes
  * nothing and returns False, and the caller runs packet(). The objects' fields are read
  * and written through their __slots__ offsets, found once by setup_lane().
  */
@@ -221,10 +224,11 @@ fail:
 static PyTypeObject *T_conn, *T_half, *T_zeek, *T_app, *T_http, *T_reader;
 static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, c_packets_client,
     c_packets_server, c_cstream, c_sstream, c_zeek, c_done, c_hs_step, c_oriented, c_consumer,
-    c_synack, c_syn, h_next_seq, h_offset, h_pending, h_fin_seq, h_from_client, z_orig, z_resp,
-    z_seen, z_hist, a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
+    c_synack, c_syn, c_hs_ack, c_hs_complete, c_syn_ts, c_rtt, c_teardown_acks, h_next_seq,
+    h_offset, h_pending, h_fin_seq, h_fin_acked, h_from_client, z_orig, z_resp, z_seen, z_hist,
+    a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
 static PyObject *L_A, *L_D, *L_a, *L_d, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
-    *S_feed, *S_factory, *ONE;
+    *S_feed, *S_factory, *S_linger, *ONE;
 static int lane_ready = 0;
 
 static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
@@ -264,10 +268,13 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || slot(t[0], "zeek", &c_zeek) || slot(t[0], "done", &c_done)
         || slot(t[0], "hs_step", &c_hs_step) || slot(t[0], "oriented", &c_oriented)
         || slot(t[0], "consumer", &c_consumer) || slot(t[0], "synack", &c_synack)
-        || slot(t[0], "syn", &c_syn)
+        || slot(t[0], "syn", &c_syn) || slot(t[0], "hs_ack", &c_hs_ack)
+        || slot(t[0], "handshake_complete", &c_hs_complete) || slot(t[0], "syn_ts", &c_syn_ts)
+        || slot(t[0], "handshake_rtt_ns", &c_rtt)
+        || slot(t[0], "teardown_acks", &c_teardown_acks)
         || slot(t[1], "next_seq", &h_next_seq) || slot(t[1], "offset", &h_offset)
         || slot(t[1], "pending", &h_pending) || slot(t[1], "fin_seq", &h_fin_seq)
-        || slot(t[1], "from_client", &h_from_client)
+        || slot(t[1], "from_client", &h_from_client) || slot(t[1], "fin_acked", &h_fin_acked)
         || slot(t[2], "orig", &z_orig) || slot(t[2], "resp", &z_resp)
         || slot(t[2], "seen", &z_seen) || slot(t[2], "hist", &z_hist)
         || slot(t[3], "impl", &a_impl)
@@ -288,6 +295,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || (!S_packet && !(S_packet = PyUnicode_InternFromString("packet")))
         || (!S_feed && !(S_feed = PyUnicode_InternFromString("feed")))
         || (!S_factory && !(S_factory = PyUnicode_InternFromString("factory")))
+        || (!S_linger && !(S_linger = PyUnicode_InternFromString("linger_ns")))
         || (!ONE && !(ONE = PyLong_FromLong(1))))
         return NULL;
     for (int i = 0; i < 6; i++)
@@ -413,8 +421,12 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         return PyErr_Occurred() ? -1 : 0;
     int result = 0;
     PyObject *since = NULL, *now = NULL, *pos = NULL, *mine = NULL, *sink = NULL, *rd = NULL;
-    if (Py_TYPE(conn) != T_conn || SLOT(conn, c_done) != Py_False)
+    PyObject *sink_b = NULL;
+    long long sweep = 0, remaining = 0;
+    PyObject *done = SLOT(conn, c_done);
+    if (Py_TYPE(conn) != T_conn || (done != Py_False && done != Py_True))
         goto out;
+    int is_done = done == Py_True;      /* closed, lingering: packet() counts and returns */
     PyObject *cip = SLOT(conn, c_client_ip), *cport = SLOT(conn, c_client_port);
     if (cip == NULL || !PyBytes_CheckExact(cip) || cport == NULL || !PyLong_CheckExact(cport))
         goto out;
@@ -446,9 +458,15 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         || SLOT(conn, c_synack) == NULL || SLOT(conn, c_syn) == NULL
         || SLOT(mine, h_from_client) == NULL)
         goto out;
-    /* Zeek: the endpoint is ESTABLISHED (4); this segment's letter is recorded below if new */
-    if (slot_ll(SLOT(zeek, from_client ? z_orig : z_resp), &ok) != 4 || !ok)
+    /* Zeek (ZeekState.packet for an ACK without SYN, FIN or RST): the segment's letter is
+     * recorded below if new; an INACTIVE endpoint becomes PARTIAL, one in the handshake
+     * (SYN_SENT, SYN_ACK_SENT) ESTABLISHED, and then so does its peer if in the handshake */
+    long long zme = slot_ll(SLOT(zeek, from_client ? z_orig : z_resp), &ok);
+    long long zpeer = slot_ll(SLOT(zeek, from_client ? z_resp : z_orig), &ok);
+    if (!ok || zme < 0 || zme > 6 || zpeer < 0 || zpeer > 6)
         goto out;
+    long long zme2 = zme == 0 ? 3 : (zme == 1 || zme == 2) ? 4 : zme;
+    long long zpeer2 = (zme == 1 || zme == 2) && (zpeer == 1 || zpeer == 2) ? 4 : zpeer;
     PyObject *seen = SLOT(zeek, z_seen), *hist = SLOT(zeek, z_hist);
     if (seen == NULL || !PySet_CheckExact(seen) || hist == NULL || !PyList_CheckExact(hist))
         goto out;
@@ -456,11 +474,48 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     int has = PySet_Contains(seen, letter);     /* else ZeekState.packet records it */
     if (has < 0)
         goto fail;
-    if (slot_ll(SLOT(conn, c_hs_step), &ok) == 2 || !ok)   /* the handshake may complete */
+    /* the client's ACK after SYN and SYN/ACK (hs_step 2) completes the handshake */
+    long long hs = slot_ll(SLOT(conn, c_hs_step), &ok);
+    if (!ok)
         goto out;
-    if (SLOT(peer, h_fin_seq) != Py_None)                   /* it may ACK the peer's FIN */
+    int hs_now = hs == 2 && from_client;
+    PyObject *syn_ts = SLOT(conn, c_syn_ts);
+    if (hs_now && (is_done || syn_ts == NULL || (syn_ts != Py_None && !PyLong_CheckExact(syn_ts))
+                   || SLOT(conn, c_hs_ack) == NULL || SLOT(conn, c_hs_complete) == NULL
+                   || SLOT(conn, c_rtt) == NULL))
         goto out;
-    PyObject *sink_b = SLOT(conn, c_consumer);        /* borrowed until the INCREF below */
+    /* the pure ACK of the peer's FIN is counted once (teardown_acks); on an open
+     * connection packet() goes on after it, which is left to Python */
+    PyObject *fin_seq = SLOT(peer, h_fin_seq);
+    int teardown = 0;
+    if (fin_seq == NULL || (fin_seq != Py_None && !is_done))
+        goto out;
+    if (fin_seq != Py_None && !n) {
+        PyObject *fin_acked = SLOT(peer, h_fin_acked);
+        if (fin_acked != Py_True && fin_acked != Py_False)
+            goto out;
+        if (fin_acked == Py_False) {
+            long long fs = slot_ll(fin_seq, &ok);
+            if (!ok)
+                goto out;
+            teardown = ack == fs;
+            if (teardown && !IS_SET_INT(SLOT(conn, c_teardown_acks)))
+                goto out;
+        }
+    }
+    if (is_done) {
+        /* a packet after the linger time starts a new connection: Python's */
+        PyObject *linger = PyObject_GetAttr(table, S_linger);
+        if (linger == NULL)
+            goto fail;
+        long long lg = slot_ll(linger, &ok), t = slot_ll(ts, &ok);
+        long long last = slot_ll(SLOT(conn, c_last_ts), &ok), idle;
+        Py_DECREF(linger);
+        if (!ok || __builtin_sub_overflow(t, last, &idle) || idle > lg)
+            goto out;
+        goto apply;
+    }
+    sink_b = SLOT(conn, c_consumer);        /* borrowed until the INCREF below */
     if (n) {
         /* no consumer yet: the first payload, for which packet() makes it */
         if (SLOT(conn, c_oriented) != Py_True || sink_b == NULL)
@@ -495,13 +550,12 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     since = PyObject_GetAttr(table, S_since);
     if (since == NULL)
         goto fail;
-    long long sweep = slot_ll(since, &ok);
+    sweep = slot_ll(since, &ok);
     if (!ok || sweep >= 8191)
         goto out;
     sink = sink_b;
     Py_XINCREF(sink);          /* packet()'s local too */
     /* rd: the HTTP reader, when a body skips Python */
-    long long remaining = 0;
     if (n && Py_TYPE(sink) == T_app) {
         PyObject *impl = SLOT(sink, a_impl);
         PyObject *fc = SLOT(mine, h_from_client);
@@ -520,6 +574,7 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     }
 
     /* -- what ConnectionTable.packet does for it -- */
+apply:
     now = PyObject_GetAttr(table, S_now);
     if (pos_in != NULL) {
         pos = pos_in;
@@ -540,6 +595,42 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         goto fail;
     if (!has && (PySet_Add(seen, letter) < 0 || PyList_Append(hist, letter) < 0))
         goto fail;
+    if (zme2 != zme || zpeer2 != zpeer) {
+        PyObject *a = PyLong_FromLongLong(zme2), *b = PyLong_FromLongLong(zpeer2);
+        if (a == NULL || b == NULL) {
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            goto fail;
+        }
+        slot_set(zeek, from_client ? z_orig : z_resp, a);
+        slot_set(zeek, from_client ? z_resp : z_orig, b);
+    }
+    if (hs_now) {               /* hs_ack, hs_step 3, handshake_complete, handshake_rtt_ns */
+        if (syn_ts != Py_None) {
+            PyObject *rtt = PyNumber_Subtract(ts, syn_ts);
+            if (rtt == NULL)
+                goto fail;
+            slot_set(conn, c_rtt, rtt);
+        }
+        Py_INCREF(Py_True);
+        slot_set(conn, c_hs_ack, Py_True);
+        Py_INCREF(Py_True);
+        slot_set(conn, c_hs_complete, Py_True);
+        PyObject *three = PyLong_FromLong(3);
+        if (three == NULL)
+            goto fail;
+        slot_set(conn, c_hs_step, three);
+    }
+    if (teardown) {
+        if (slot_add(conn, c_teardown_acks, ONE) < 0)
+            goto fail;
+        Py_INCREF(Py_True);
+        slot_set(peer, h_fin_acked, Py_True);
+    }
+    if (is_done) {              /* packet() returns here for a closed connection */
+        result = 1;
+        goto out;
+    }
     if (n && sink == Py_None) {             /* packet(): sink = conn.consumer = factory(conn) */
         PyObject *made = PyObject_CallMethodObjArgs(table, S_factory, conn, NULL);
         if (made == NULL)

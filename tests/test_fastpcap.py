@@ -252,6 +252,72 @@ def test_lane_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert taken[0] > 20_000 and taken[1] > 20_000
 
 
+def _seg(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int,
+         payload: bytes = b"") -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 1, 0x4000, 64, 6, 0,
+                     struct.pack("!I", src), struct.pack("!I", dst))
+    return b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
+
+
+def test_lane_takes_handshake_and_closing_acks(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's ACK that completes the handshake, a server's ACK during it, and the
+    ACKs on a closed connection while it lingers (the last one of the teardown counted
+    once) are the lane's; an ACK after the linger time is not (it starts a connection).
+    Figures by construction, and equal to the run without the lane."""
+    import pcapstats.pipeline as pipeline
+    SYN, FIN, ACK, PSH = 0x02, 0x01, 0x10, 0x08
+    cl, sv, c, s = 0x0A000001, 0x0A000002, 1000, 5000      # addresses, ISNs
+    req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    c1, s1 = c + 1 + len(req), s + 1 + len(resp)
+    up = [(cl, sv, 40000, 80), (sv, cl, 80, 40000)]         # client to server, and back
+    segs = [  # (ms, direction, seq, ack, flags, payload, the lane takes it)
+        (0, 0, c, 0, SYN, b"", False),
+        (1, 1, s, c + 1, SYN | ACK, b"", False),
+        (1, 1, s, c + 1, ACK, b"", True),               # the server ACKs in the handshake
+        (3, 0, c + 1, s + 1, ACK, b"", True),           # completes it: RTT 3 ms
+        (4, 0, c + 1, s + 1, PSH | ACK, req, True),
+        (5, 1, s + 1, c1, PSH | ACK, resp, True),
+        (6, 0, c1, s1, FIN | ACK, b"", False),
+        (7, 1, s1, c1 + 1, FIN | ACK, b"", False),      # the connection closes
+        (8, 0, c1 + 1, s1 + 1, ACK, b"", True),         # the last ACK: teardown
+        (9, 0, c1 + 1, s1 + 1, ACK, b"", True),         # again: counted as a packet only
+        (70_000, 0, c1 + 1, s1 + 1, ACK, b"", False),   # after the linger: a new connection
+    ]
+    base = 1_700_000_000_000
+    recs = []
+    for ms, d, seq, ack, flags, payload, _ in segs:
+        t = base + ms
+        frame = _seg(*up[d][:2], *up[d][2:], seq, ack, flags, payload)
+        recs.append((t // 1000, (t % 1000) * 1000, frame, len(frame)))
+    path = tmp_path / "hs.pcap"
+    path.write_bytes(_pcap(recs))
+    lane = pipeline._lane
+    taken: list[int] = []
+
+    def recording_lane(table, ts, r):
+        ok = lane(table, ts, r)
+        if ok:
+            taken.append(ts)
+        return ok
+
+    monkeypatch.setattr(readers, "_scan_lane", None)        # the lane, called per packet
+    monkeypatch.setattr(pipeline, "_lane", recording_lane)
+    with_lane = run([str(path)], Options())
+    monkeypatch.setattr(pipeline, "_lane", None)
+    without = run([str(path)], Options())
+    assert taken == [(base + ms) * 1_000_000 for ms, *_, lane_takes in segs if lane_takes]
+    assert with_lane.connections == without.connections
+    first, late = with_lane.connections
+    assert (first["packets"], first["handshake_rtt_ns"], first["handshake_complete"],
+            first["setup_packets"], first["teardown_packets"], first["history"],
+            first["conn_state"], first["requests"]) == \
+        (10, 3_000_000, True, 3, 3, "ShaADdFf", "SF", 1)
+    assert late["packets"] == 1 and late["first_ts"] == (base + 70_000) * 1_000_000
+
+
 def test_follow_filter_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Follow mode's record filter (parallel._candidates) yields the same items with its
     C loop as without, for a segment cut mid-file and a key set that picks some flows."""
