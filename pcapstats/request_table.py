@@ -13,7 +13,7 @@ columns of ``frames.REQUESTS``, ``idx`` (the row's position) and ``client_addr``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from operator import attrgetter
 from typing import Any, Iterator, overload
 
@@ -58,20 +58,22 @@ class RequestTable(Sequence[dict]):
         """The connection row of request ``i`` (nulls if it has none)."""
         return self._conns.get(self.exchanges[i].conn_id, _NO_CONNECTION)
 
-    def column(self, name: str) -> list[Any]:
-        """Column ``name`` of every row, as a new list."""
-        ex = self.exchanges
+    def column(self, name: str, only: Sequence[int] | None = None) -> list[Any]:
+        """Column ``name`` of every row (or of the rows numbered in ``only``), as a new
+        list."""
+        ex = self.exchanges if only is None else [self.exchanges[i] for i in only]
         if name in EXCHANGE_COLUMNS:
             return list(map(attrgetter(name), ex))
         if name in CONNECTION_COLUMNS:
             conns, none = self._conns, _NO_CONNECTION
             return [conns.get(e.conn_id, none)[name] for e in ex]
         if name in ATTRIBUTION_COLUMNS:
-            return list(getattr(self, name))
+            col = getattr(self, name)
+            return list(col) if only is None else [col[i] for i in only]
         if name == "ttfb_ns":
             return [ttfb(e) for e in ex]
         if name == "idx":
-            return list(range(len(ex)))
+            return list(range(len(ex))) if only is None else list(only)
         raise KeyError(name)
 
     def row(self, i: int) -> dict:
@@ -119,14 +121,23 @@ class RequestTable(Sequence[dict]):
     __hash__ = None  # type: ignore[assignment]   # like a list
 
 
-def table_columns(rows: Sequence[dict], names: Sequence[str]) -> list[Sequence[Any]]:
+def table_columns(rows: Sequence[dict], names: Sequence[str],
+                  where: tuple[str, Container[Any]] | None = None) -> list[Sequence[Any]]:
     """The named columns of a RequestTable (whole columns at once) or of any sequence
-    of row dicts (missing keys as None), one sequence per name."""
+    of row dicts (missing keys as None), one sequence per name. ``where`` (a column
+    and values): only the rows whose value in that column is one of them."""
+    if where is not None:
+        key, values = where
+        if isinstance(rows, RequestTable):
+            only = [i for i, v in enumerate(rows.column(key)) if v in values]
+            return [rows.column(n, only) for n in names]
+        rows = [r for r in rows if r.get(key) in values]
     if isinstance(rows, RequestTable):
         return [rows.column(n) for n in names]
     return row_columns(rows, names)
 
 
-def columns_of(rows: Sequence[dict], *names: str) -> Iterator[tuple[Any, ...]]:
+def columns_of(rows: Sequence[dict], *names: str,
+               where: tuple[str, Container[Any]] | None = None) -> Iterator[tuple[Any, ...]]:
     """Tuples of the named columns, row by row (see `table_columns`)."""
-    return zip(*table_columns(rows, names))
+    return zip(*table_columns(rows, names, where))

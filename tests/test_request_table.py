@@ -45,6 +45,14 @@ def test_rows_columns_and_frame_agree(sample: str) -> None:
     pd.testing.assert_frame_equal(a.requests, frames.build("requests", rows))
     assert list(columns_of(table, "uri", "backend")) == \
         list(columns_of(rows, "uri", "backend")) == [(r["uri"], r["backend"]) for r in rows]
+    # only the rows of some connections (or sessions): every kind of column, both ways
+    some = {rows[0]["conn_id"], rows[-1]["conn_id"]}
+    picked = [r for r in rows if r["conn_id"] in some]
+    for names in (("idx", "uri", "client_ip", "session", "ttfb_ns"), ("conn_id",)):
+        assert list(columns_of(table, *names, where=("conn_id", some))) == \
+            list(columns_of(rows, *names, where=("conn_id", some))) == \
+            [tuple(r[n] for n in names) for r in picked] != []
+    assert list(columns_of(table, "uri", where=("session", set()))) == []
 
 
 def test_both_sides_sample_has_attribution_in_the_table() -> None:

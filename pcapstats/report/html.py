@@ -435,9 +435,7 @@ def _connection_lanes(analysis: Any, t0: int | None, n: int) -> tuple[list[svg.C
     marks: dict[int, list[float]] = {}
     for cid, ts_request, *ends in columns_of(analysis.rows("requests"), "conn_id", "ts_request",
                                              "ts_response_end", "ts_response",
-                                             "ts_request_end"):
-        if cid not in shown:
-            continue
+                                             "ts_request_end", where=("conn_id", shown)):
         a = _second(ts_request, origin)
         if a is None:
             continue
@@ -497,9 +495,8 @@ def _session_lanes(analysis: Any, t0: int | None, colours: dict[str, str]
     dots: dict[str, list[tuple[float, str]]] = {}
     used: dict[str, str] = {}
     for sess, ts_request, backend in columns_of(analysis.rows("requests"), "session",
-                                                "ts_request", "backend"):
-        if sess not in keys:
-            continue
+                                                "ts_request", "backend",
+                                                where=("session", keys)):
         t = _second(ts_request, origin)
         if t is None:
             continue
