@@ -155,11 +155,11 @@ def report(files: tuple[str, ...], fmt: str, output: str | None, no_files: bool,
         render.write_html(analysis, target)
         if not kw["quiet"]:
             click.echo(f"HTML report written to {target}")
-    else:
+    elif output or not kw["quiet"]:     # (-q without -o: no report to render)
         text = render.render(analysis, fmt, color=output is None and sys.stdout.isatty())
         if output:
             Path(output).write_text(text, encoding="utf-8")
-        elif not kw["quiet"]:
+        else:
             click.echo(text, nl=not text.endswith("\n"))
     if written and not kw["quiet"]:
         click.echo("Also written: " + ", ".join(str(p) for p in written))

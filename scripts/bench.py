@@ -171,7 +171,8 @@ def main() -> None:
     import pcapstats
     compileall.compile_dir(os.path.dirname(pcapstats.__file__), quiet=1)
     # the whole job: every layer, the JSON and the HTML report (which builds the tables)
-    report = [sys.executable, "-m", "pcapstats.cli", "report", str(cap), "-q"]
+    # (stdout goes to /dev/null: the terminal report is rendered and written, as for a user)
+    report = [sys.executable, "-m", "pcapstats.cli", "report", str(cap)]
     tools: dict[str, list[str]] = {"pcapstats report": report}
     for jobs in args.jobs:
         tools[f"pcapstats report -j {jobs}"] = report + ["--jobs", str(jobs)]
