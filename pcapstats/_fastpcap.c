@@ -224,10 +224,11 @@ fail:
 static PyTypeObject *T_conn, *T_half, *T_zeek, *T_app, *T_http, *T_reader;
 static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, c_packets_client,
     c_packets_server, c_cstream, c_sstream, c_zeek, c_done, c_hs_step, c_oriented, c_consumer,
-    c_synack, c_syn, c_hs_ack, c_hs_complete, c_syn_ts, c_rtt, c_teardown_acks, h_next_seq,
+    c_synack, c_syn, c_hs_ack, c_hs_complete, c_syn_ts, c_rtt, c_teardown_acks, c_isn_server,
+    c_fin_client, c_fin_server, c_closed_by, c_close_ts, z_order_ok, z_synack_first, h_next_seq,
     h_offset, h_pending, h_fin_seq, h_fin_acked, h_from_client, z_orig, z_resp, z_seen, z_hist,
     a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
-static PyObject *L_A, *L_D, *L_a, *L_d, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
+static PyObject *L_A, *L_D, *L_a, *L_d, *L_H, *L_h, *L_F, *L_f, *S_client, *S_server, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
     *S_feed, *S_factory, *S_linger, *ONE;
 static int lane_ready = 0;
 
@@ -272,6 +273,11 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || slot(t[0], "handshake_complete", &c_hs_complete) || slot(t[0], "syn_ts", &c_syn_ts)
         || slot(t[0], "handshake_rtt_ns", &c_rtt)
         || slot(t[0], "teardown_acks", &c_teardown_acks)
+        || slot(t[0], "isn_server", &c_isn_server) || slot(t[0], "fin_client", &c_fin_client)
+        || slot(t[0], "fin_server", &c_fin_server) || slot(t[0], "closed_by", &c_closed_by)
+        || slot(t[0], "close_ts", &c_close_ts)
+        || slot(t[2], "order_ok", &z_order_ok)
+        || slot(t[2], "synack_before_syn", &z_synack_first)
         || slot(t[1], "next_seq", &h_next_seq) || slot(t[1], "offset", &h_offset)
         || slot(t[1], "pending", &h_pending) || slot(t[1], "fin_seq", &h_fin_seq)
         || slot(t[1], "from_client", &h_from_client) || slot(t[1], "fin_acked", &h_fin_acked)
@@ -287,6 +293,12 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || (!L_D && !(L_D = PyUnicode_InternFromString("D")))
         || (!L_a && !(L_a = PyUnicode_InternFromString("a")))
         || (!L_d && !(L_d = PyUnicode_InternFromString("d")))
+        || (!L_H && !(L_H = PyUnicode_InternFromString("H")))
+        || (!L_h && !(L_h = PyUnicode_InternFromString("h")))
+        || (!L_F && !(L_F = PyUnicode_InternFromString("F")))
+        || (!L_f && !(L_f = PyUnicode_InternFromString("f")))
+        || (!S_client && !(S_client = PyUnicode_InternFromString("client")))
+        || (!S_server && !(S_server = PyUnicode_InternFromString("server")))
         || (!S_table && !(S_table = PyUnicode_InternFromString("table")))
         || (!S_now && !(S_now = PyUnicode_InternFromString("now")))
         || (!S_pos && !(S_pos = PyUnicode_InternFromString("pos")))
@@ -356,6 +368,7 @@ PyDoc_STRVAR(lane_doc,
 /* The fields of a plain TCP segment the lane reads. */
 struct seg {
     PyObject *src, *dst, *sport, *dport;    /* exact bytes and ints (borrowed) */
+    int flags;                              /* of SYN, FIN, RST, ACK: ACK, SYN|ACK or FIN|ACK */
     long long seq, ack;
     const char *pl;                         /* the payload: n bytes */
     Py_ssize_t n;
@@ -365,6 +378,10 @@ struct seg {
 };
 
 static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos_in);
+
+/* the segments the lane may take: of the flags SYN, FIN, RST and ACK, an ACK alone, or
+ * with SYN or FIN (those without payload) */
+#define LANE_FLAGS(f) (((f) & 0x17) == 0x10 || ((f) & 0x17) == 0x12 || ((f) & 0x17) == 0x11)
 
 /* 1: handled, 0: declined (nothing changed), -1: error. ``pos``: the record's position,
  * or NULL to read it from table.pos. */
@@ -380,23 +397,26 @@ static int lane_core(PyObject *table, PyObject *ts, PyObject *r, PyObject *pos_i
     long long seq = slot_ll(PyTuple_GET_ITEM(r, 6), &ok);
     long long ack = slot_ll(PyTuple_GET_ITEM(r, 7), &ok);
     long long missing = slot_ll(PyTuple_GET_ITEM(r, 9), &ok);
-    if (!ok || (flags & 0x17) != 0x10 || missing != 0 || !PyBytes_CheckExact(payload)
+    if (!ok || !LANE_FLAGS(flags) || missing != 0 || !PyBytes_CheckExact(payload)
         || !PyBytes_CheckExact(src) || !PyBytes_CheckExact(dst)
         || !PyLong_CheckExact(sport) || !PyLong_CheckExact(dport))
         return 0;
-    struct seg sg = {src, dst, sport, dport, seq, ack, PyBytes_AS_STRING(payload),
+    struct seg sg = {src, dst, sport, dport, (int)(flags & 0x17), seq, ack,
+                     PyBytes_AS_STRING(payload),
                      PyBytes_GET_SIZE(payload), payload, NULL};
     return lane_seg(table, ts, &sg, pos_in);
 }
 
-/* lane_core for a segment already read (flags: an ACK without SYN, FIN or RST; nothing
- * cut by the snaplen) */
+/* lane_core for a segment already read (LANE_FLAGS; nothing cut by the snaplen) */
 static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos_in)
 {
     int ok = 1;
     PyObject *src = sg->src, *dst = sg->dst, *sport = sg->sport, *dport = sg->dport;
     long long seq = sg->seq, ack = sg->ack;
     Py_ssize_t n = sg->n;
+    int syn = sg->flags == 0x12, fin = sg->flags == 0x11;   /* else a plain ACK */
+    if ((syn || fin) && n)
+        return 0;
 
     /* -- every test first: nothing changes unless all pass -- */
     PyObject *tdict = PyObject_GetAttr(table, S_table);
@@ -427,6 +447,8 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     if (Py_TYPE(conn) != T_conn || (done != Py_False && done != Py_True))
         goto out;
     int is_done = done == Py_True;      /* closed, lingering: packet() counts and returns */
+    if (is_done && (syn || fin))
+        goto out;
     PyObject *cip = SLOT(conn, c_client_ip), *cport = SLOT(conn, c_client_port);
     if (cip == NULL || !PyBytes_CheckExact(cip) || cport == NULL || !PyLong_CheckExact(cport))
         goto out;
@@ -467,10 +489,24 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         goto out;
     long long zme2 = zme == 0 ? 3 : (zme == 1 || zme == 2) ? 4 : zme;
     long long zpeer2 = (zme == 1 || zme == 2) && (zpeer == 1 || zpeer == 2) ? 4 : zpeer;
+    if (fin && zme2 != 6)               /* a FIN closes the endpoint (unless it was reset) */
+        zme2 = 5;
+    /* a SYN/ACK: the endpoint (INACTIVE or PARTIAL) to SYN_ACK_SENT; from the responder,
+     * the order of SYN and SYN/ACK (order_ok, synack_before_syn) */
+    Py_ssize_t zflag = -1;              /* the slot of the flag set to True, if any */
+    if (syn) {
+        zme2 = zme == 0 || zme == 3 ? 2 : zme;
+        zpeer2 = zpeer;
+        if (!from_client)
+            zflag = zpeer == 1 ? z_order_ok : zpeer == 0 ? z_synack_first : -1;
+        if (zflag >= 0 && SLOT(zeek, zflag) == NULL)
+            goto out;
+    }
     PyObject *seen = SLOT(zeek, z_seen), *hist = SLOT(zeek, z_hist);
     if (seen == NULL || !PySet_CheckExact(seen) || hist == NULL || !PyList_CheckExact(hist))
         goto out;
-    PyObject *letter = from_client ? (n ? L_D : L_A) : (n ? L_d : L_a);
+    PyObject *letter = syn ? (from_client ? L_H : L_h) : fin ? (from_client ? L_F : L_f)
+                       : from_client ? (n ? L_D : L_A) : (n ? L_d : L_a);
     int has = PySet_Contains(seen, letter);     /* else ZeekState.packet records it */
     if (has < 0)
         goto fail;
@@ -478,7 +514,24 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     long long hs = slot_ll(SLOT(conn, c_hs_step), &ok);
     if (!ok)
         goto out;
-    int hs_now = hs == 2 && from_client;
+    int hs_now = hs == 2 && from_client && !syn;
+    /* a SYN/ACK from the server: synack, hs_step 1 -> 2, isn_server (ConnectionTable._syn)
+     * and its stream's first sequence number (HalfStream.start) */
+    int synack_srv = syn && !from_client;
+    if (synack_srv && (!IS_SET_INT(SLOT(conn, c_synack)) || SLOT(conn, c_isn_server) == NULL))
+        goto out;
+    if (syn && SLOT(mine, h_next_seq) == NULL)
+        goto out;
+    /* a FIN: the connection closes in packet() when the peer has sent one too */
+    PyObject *fin_mine = NULL;
+    if (fin) {
+        PyObject *theirs = SLOT(conn, from_client ? c_fin_server : c_fin_client);
+        fin_mine = SLOT(conn, from_client ? c_fin_client : c_fin_server);
+        PyObject *cb = SLOT(conn, c_closed_by);
+        if (!IS_SET_INT(fin_mine) || slot_ll(theirs, &ok) != 0 || !ok || cb == NULL || !PyUnicode_CheckExact(cb)
+            || SLOT(conn, c_close_ts) == NULL || SLOT(mine, h_fin_seq) == NULL)
+            goto out;
+    }
     PyObject *syn_ts = SLOT(conn, c_syn_ts);
     if (hs_now && (is_done || syn_ts == NULL || (syn_ts != Py_None && !PyLong_CheckExact(syn_ts))
                    || SLOT(conn, c_hs_ack) == NULL || SLOT(conn, c_hs_complete) == NULL
@@ -490,7 +543,7 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     int teardown = 0;
     if (fin_seq == NULL || (fin_seq != Py_None && !is_done))
         goto out;
-    if (fin_seq != Py_None && !n) {
+    if (fin_seq != Py_None && !n && !syn && !fin) {
         PyObject *fin_acked = SLOT(peer, h_fin_acked);
         if (fin_acked != Py_True && fin_acked != Py_False)
             goto out;
@@ -534,7 +587,8 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         if (!ok)
             goto out;
         if (ack != pn) {
-            int synack = PyObject_IsTrue(SLOT(conn, c_synack) ? SLOT(conn, c_synack) : Py_None);
+            int synack = synack_srv ? 1
+                : PyObject_IsTrue(SLOT(conn, c_synack) ? SLOT(conn, c_synack) : Py_None);
             int syn = PyObject_IsTrue(SLOT(conn, c_syn) ? SLOT(conn, c_syn) : Py_None);
             if (synack < 0 || syn < 0)
                 goto fail;
@@ -626,6 +680,51 @@ apply:
             goto fail;
         Py_INCREF(Py_True);
         slot_set(peer, h_fin_acked, Py_True);
+    }
+    if (zflag >= 0) {
+        Py_INCREF(Py_True);
+        slot_set(zeek, zflag, Py_True);
+    }
+    if (synack_srv) {
+        if (slot_add(conn, c_synack, ONE) < 0)
+            goto fail;
+        if (hs == 1) {
+            PyObject *two = PyLong_FromLong(2);
+            if (two == NULL)
+                goto fail;
+            slot_set(conn, c_hs_step, two);
+        }
+        if (SLOT(conn, c_isn_server) == Py_None) {
+            PyObject *isn = PyLong_FromLongLong(seq);
+            if (isn == NULL)
+                goto fail;
+            slot_set(conn, c_isn_server, isn);
+        }
+    }
+    if (syn && SLOT(mine, h_next_seq) == Py_None) {
+        PyObject *first = PyLong_FromUnsignedLong((unsigned long)(((uint64_t)seq + 1)
+                                                                  & 0xFFFFFFFFu));
+        if (first == NULL)
+            goto fail;
+        slot_set(mine, h_next_seq, first);
+    }
+    if (fin) {                  /* ConnectionTable._fin_rst for a FIN that does not close */
+        if (SLOT(mine, h_fin_seq) == Py_None) {
+            PyObject *fs = PyLong_FromUnsignedLong((unsigned long)(((uint64_t)seq + 1)
+                                                                   & 0xFFFFFFFFu));
+            if (fs == NULL)
+                goto fail;
+            slot_set(mine, h_fin_seq, fs);
+        }
+        if (slot_add(conn, from_client ? c_fin_client : c_fin_server, ONE) < 0)
+            goto fail;
+        if (PyUnicode_GET_LENGTH(SLOT(conn, c_closed_by)) == 0) {
+            PyObject *side = from_client ? S_client : S_server;
+            Py_INCREF(side);
+            slot_set(conn, c_closed_by, side);
+            Py_INCREF(ts);
+            slot_set(conn, c_close_ts, ts);
+        }
     }
     if (is_done) {              /* packet() returns here for a closed connection */
         result = 1;
@@ -777,14 +876,15 @@ static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, u
     }
     PyObject *tsobj = PyLong_FromLongLong(ts), *posobj = PyLong_FromLongLong(t->cur + 1);
     int got = tsobj && posobj ? 0 : -1;
-    if (!got && (h.flags & 0x17) == 0x10 && h.missing == 0) {
+    if (!got && LANE_FLAGS(h.flags) && h.missing == 0) {
         /* the lane, from the frame itself: no decoded tuple, and the payload made into
            bytes only if Python is given it */
         PyObject *key = lane_key(d + 26);
         if (key != NULL) {
             struct seg sg = {PyTuple_GET_ITEM(key, 0), PyTuple_GET_ITEM(key, 2),
                              PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 3),
-                             (long long)be32(d + 38), (long long)be32(d + 42),
+                             (int)(h.flags & 0x17), (long long)be32(d + 38),
+                             (long long)be32(d + 42),
                              (const char *)d + h.pstart,
                              h.pstart < h.stop ? h.stop - h.pstart : 0, NULL, key};
             got = lane_seg(table, tsobj, &sg, posobj);

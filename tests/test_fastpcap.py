@@ -260,12 +260,13 @@ def _seg(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: 
     return b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
 
 
-def test_lane_takes_handshake_and_closing_acks(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """The client's ACK that completes the handshake, a server's ACK during it, and the
-    ACKs on a closed connection while it lingers (the last one of the teardown counted
-    once) are the lane's; an ACK after the linger time is not (it starts a connection).
-    Figures by construction, and equal to the run without the lane."""
+def test_lane_takes_handshake_and_teardown(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SYN/ACK (and its repeat), the client's ACK that completes the handshake, a
+    server's ACK during it, the first FIN, and the ACKs on a closed connection while it
+    lingers (the last one of the teardown counted once) are the lane's; the SYN (a new
+    connection), the FIN that closes and an ACK after the linger time (it starts a
+    connection) are not. Figures by construction, and equal to the run without the lane."""
     import pcapstats.pipeline as pipeline
     SYN, FIN, ACK, PSH = 0x02, 0x01, 0x10, 0x08
     cl, sv, c, s = 0x0A000001, 0x0A000002, 1000, 5000      # addresses, ISNs
@@ -275,12 +276,13 @@ def test_lane_takes_handshake_and_closing_acks(tmp_path: Path,
     up = [(cl, sv, 40000, 80), (sv, cl, 80, 40000)]         # client to server, and back
     segs = [  # (ms, direction, seq, ack, flags, payload, the lane takes it)
         (0, 0, c, 0, SYN, b"", False),
-        (1, 1, s, c + 1, SYN | ACK, b"", False),
-        (1, 1, s, c + 1, ACK, b"", True),               # the server ACKs in the handshake
+        (1, 1, s, c + 1, SYN | ACK, b"", True),
+        (2, 1, s, c + 1, SYN | ACK, b"", True),         # sent again
+        (2, 1, s, c + 1, ACK, b"", True),               # the server ACKs in the handshake
         (3, 0, c + 1, s + 1, ACK, b"", True),           # completes it: RTT 3 ms
         (4, 0, c + 1, s + 1, PSH | ACK, req, True),
         (5, 1, s + 1, c1, PSH | ACK, resp, True),
-        (6, 0, c1, s1, FIN | ACK, b"", False),
+        (6, 0, c1, s1, FIN | ACK, b"", True),
         (7, 1, s1, c1 + 1, FIN | ACK, b"", False),      # the connection closes
         (8, 0, c1 + 1, s1 + 1, ACK, b"", True),         # the last ACK: teardown
         (9, 0, c1 + 1, s1 + 1, ACK, b"", True),         # again: counted as a packet only
@@ -314,7 +316,7 @@ def test_lane_takes_handshake_and_closing_acks(tmp_path: Path,
     assert (first["packets"], first["handshake_rtt_ns"], first["handshake_complete"],
             first["setup_packets"], first["teardown_packets"], first["history"],
             first["conn_state"], first["requests"]) == \
-        (10, 3_000_000, True, 3, 3, "ShaADdFf", "SF", 1)
+        (11, 3_000_000, True, 4, 3, "ShaADdFf", "SF", 1)
     assert late["packets"] == 1 and late["first_ts"] == (base + 70_000) * 1_000_000
 
 
