@@ -378,6 +378,7 @@ struct seg {
 };
 
 static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos_in);
+static int http_resp_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n);
 
 /* the segments the lane may take: of the flags SYN, FIN, RST and ACK, an ACK alone, or
  * with SYN or FIN (those without payload) */
@@ -754,17 +755,31 @@ apply:
             slot_set(rd, r_last_ts, ts);
         } else {
             PyObject *fc = SLOT(mine, h_from_client);
-            PyObject *payload = sg->payload;
+            /* AppStream.data(): to its HttpStream's feed() when it has one; the common
+               response segments without Python (http_resp_fast) */
+            PyObject *impl = Py_TYPE(sink) == T_app ? SLOT(sink, a_impl) : NULL;
+            int http = impl != NULL && Py_TYPE(impl) == T_http;
+            int done = 0;
+            if (http && fc == Py_False) {
+                Py_INCREF(impl);
+                done = http_resp_fast(impl, ts, sg->pl, n);
+                Py_DECREF(impl);
+                if (done < 0) {
+                    Py_DECREF(nobj);
+                    goto fail;
+                }
+            }
+            PyObject *payload = done ? NULL : sg->payload;
             if (payload != NULL)
                 Py_INCREF(payload);
-            else if ((payload = PyBytes_FromStringAndSize(sg->pl, n)) == NULL) {
+            else if (!done && (payload = PyBytes_FromStringAndSize(sg->pl, n)) == NULL) {
                 Py_DECREF(nobj);
                 goto fail;
             }
-            /* AppStream.data(): to its HttpStream's feed() when it has one */
-            PyObject *impl = Py_TYPE(sink) == T_app ? SLOT(sink, a_impl) : NULL;
             PyObject *res;
-            if (impl != NULL && Py_TYPE(impl) == T_http) {
+            if (done)
+                res = Py_NewRef(Py_None);
+            else if (http) {
                 Py_INCREF(impl);
                 res = PyObject_CallMethodObjArgs(impl, S_feed, fc ? fc : Py_None, ts, payload,
                                                  NULL);
@@ -772,7 +787,7 @@ apply:
             } else
                 res = PyObject_CallMethodObjArgs(sink, S_data, fc ? fc : Py_None, ts, payload,
                                                  NULL);
-            Py_DECREF(payload);
+            Py_XDECREF(payload);
             if (res == NULL) {
                 Py_DECREF(nobj);
                 goto fail;
@@ -1289,6 +1304,346 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------
+ * HTTP/1 responses: what HttpStream.feed does with the common response segments, in C.
+ *
+ * http_resp(stream, ts, bytes) handles the server's bytes in two cases and returns
+ * True; for anything else it changes nothing and returns False (HttpStream.feed then
+ * runs):
+ * - a whole response head at the start of the segment, between messages: a status line
+ *   of 200 or more (not 204 or 304), with Content-Length (decimal, not 0) and no
+ *   Transfer-Encoding, a header block head_fields() reads, answering the oldest waiting
+ *   request (not HEAD or CONNECT, while the client's bytes are not held), nothing missed
+ *   or resynchronised on; then as much of its body as the segment holds, all of it at most;
+ * - the bytes that end a body of known length (not chunked).
+ * It does what DirectionReader.feed, ResponseReader._on_head and ResponseReader._end
+ * do then; the exchanges that become complete are handed out by HttpStream._flush.
+ * The lane calls it directly; HttpStream.feed through parser._resp_fast.
+ */
+
+static PyTypeObject *T_hstream, *T_dreader, *T_rreader, *T_pending, *T_exchange;
+static Py_ssize_t hs_protocol, hs_responses, hs_req, hs_resp, hs_unanswered, dr_state,
+    dr_last_ts, dr_msg_ts, dr_nl, dr_remaining, dr_body, dr_chunked, dr_gapped, dr_resynced,
+    dr_pend, dr_max_hdr, p_ex, p_head, p_connect, p_req_done, p_resp_done, p_resolved,
+    x_status, x_ts_response, x_response_head, x_resp_connection, x_set_cookie,
+    x_ts_response_end, x_response_body_bytes, x_gap;
+static PyObject *H_http1, *H_close, *H_keepalive, *H_connection, *H_setcookie,
+    *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1;
+static int http_ready = 0;
+
+PyDoc_STRVAR(setup_http_doc,
+"setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange)\n\n"
+"Find the slot offsets http_resp() uses and turn it on; setup_http() with no argument\n"
+"turns it off (tests compare both).");
+
+static PyObject *setup_http(PyObject *self, PyObject *args)
+{
+    PyTypeObject *t[5];
+    (void)self;
+    http_ready = 0;
+    if (PyTuple_GET_SIZE(args) == 0)
+        Py_RETURN_NONE;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyType_Type, &t[0], &PyType_Type, &t[1],
+                          &PyType_Type, &t[2], &PyType_Type, &t[3], &PyType_Type, &t[4]))
+        return NULL;
+    if (slot(t[0], "protocol", &hs_protocol) || slot(t[0], "responses", &hs_responses)
+        || slot(t[0], "_req", &hs_req) || slot(t[0], "_resp", &hs_resp)
+        || slot(t[0], "_unanswered", &hs_unanswered)
+        || slot(t[1], "state", &dr_state) || slot(t[1], "last_ts", &dr_last_ts)
+        || slot(t[1], "msg_ts", &dr_msg_ts) || slot(t[1], "nl", &dr_nl)
+        || slot(t[1], "remaining", &dr_remaining) || slot(t[1], "body", &dr_body)
+        || slot(t[1], "chunked", &dr_chunked) || slot(t[1], "gapped", &dr_gapped)
+        || slot(t[1], "resynced", &dr_resynced) || slot(t[1], "pend", &dr_pend)
+        || slot(t[1], "max_hdr", &dr_max_hdr)
+        || slot(t[3], "ex", &p_ex) || slot(t[3], "head", &p_head)
+        || slot(t[3], "connect", &p_connect) || slot(t[3], "req_done", &p_req_done)
+        || slot(t[3], "resp_done", &p_resp_done) || slot(t[3], "resolved", &p_resolved)
+        || slot(t[4], "status", &x_status) || slot(t[4], "ts_response", &x_ts_response)
+        || slot(t[4], "response_head", &x_response_head)
+        || slot(t[4], "resp_connection", &x_resp_connection)
+        || slot(t[4], "set_cookie", &x_set_cookie)
+        || slot(t[4], "ts_response_end", &x_ts_response_end)
+        || slot(t[4], "response_body_bytes", &x_response_body_bytes)
+        || slot(t[4], "gap", &x_gap))
+        return NULL;
+    if ((!H_http1 && !(H_http1 = PyUnicode_InternFromString("http/1")))
+        || (!H_close && !(H_close = PyUnicode_InternFromString("close")))
+        || (!H_keepalive && !(H_keepalive = PyUnicode_InternFromString("keep-alive")))
+        || (!H_connection && !(H_connection = PyUnicode_InternFromString("connection")))
+        || (!H_setcookie && !(H_setcookie = PyUnicode_InternFromString("set-cookie")))
+        || (!H_te && !(H_te = PyUnicode_InternFromString("transfer-encoding")))
+        || (!H_cl && !(H_cl = PyUnicode_InternFromString("content-length")))
+        || (!H_popleft && !(H_popleft = PyUnicode_InternFromString("popleft")))
+        || (!H_flush && !(H_flush = PyUnicode_InternFromString("_flush")))
+        || (!H_minus1 && !(H_minus1 = PyLong_FromLong(-1))))
+        return NULL;
+    for (int i = 0; i < 5; i++)
+        Py_INCREF(t[i]);
+    Py_XDECREF(T_hstream); Py_XDECREF(T_dreader); Py_XDECREF(T_rreader);
+    Py_XDECREF(T_pending); Py_XDECREF(T_exchange);
+    T_hstream = t[0]; T_dreader = t[1]; T_rreader = t[2]; T_pending = t[3]; T_exchange = t[4];
+    http_ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* set a slot to an int (NULL on error) */
+static int slot_set_ll(PyObject *obj, Py_ssize_t off, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    if (o == NULL)
+        return -1;
+    slot_set(obj, off, o);
+    return 0;
+}
+
+static void slot_set_obj(PyObject *obj, Py_ssize_t off, PyObject *v)
+{
+    Py_INCREF(v);
+    slot_set(obj, off, v);
+}
+
+/* ResponseReader._end(ts) for a reader in BODY whose body now has ``body`` bytes, with
+ * ``pend`` (checked: a Pending with an HttpExchange, req_done a bool) or None */
+static int resp_end(PyObject *st, PyObject *rd, PyObject *ts, long long body, PyObject *pend)
+{
+    PyObject *bodyobj = PyLong_FromLongLong(body);
+    if (bodyobj == NULL)
+        return -1;
+    Py_INCREF(pend);                /* the reader's reference goes below */
+    if (pend != Py_None) {
+        PyObject *ex = SLOT(pend, p_ex);
+        slot_set_obj(rd, dr_pend, Py_None);
+        slot_set_obj(ex, x_ts_response_end, ts);
+        slot_set_obj(ex, x_response_body_bytes, bodyobj);
+        if (SLOT(rd, dr_gapped) == Py_True)
+            slot_set_obj(ex, x_gap, Py_True);
+        slot_set_obj(pend, p_resp_done, Py_True);
+    }
+    Py_DECREF(bodyobj);
+    int err = slot_set_ll(rd, dr_state, 0) < 0 || slot_set_ll(rd, dr_body, 0) < 0
+        || slot_set_ll(rd, dr_remaining, 0) < 0;
+    if (!err) {
+        slot_set_obj(rd, dr_gapped, Py_False);
+        slot_set_obj(rd, dr_chunked, Py_False);
+    }
+    if (!err && pend != Py_None && SLOT(pend, p_req_done) == Py_True) {
+        PyObject *r = PyObject_CallMethodNoArgs(st, H_flush);
+        err = r == NULL;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(pend);
+    return err ? -1 : 0;
+}
+
+/* a Pending with an HttpExchange and bool flags (the ones read here) */
+static int plain_pending(PyObject *p)
+{
+    if (p == NULL || Py_TYPE(p) != T_pending)
+        return 0;
+    PyObject *ex = SLOT(p, p_ex), *rq = SLOT(p, p_req_done);
+    return ex != NULL && Py_TYPE(ex) == T_exchange && (rq == Py_True || rq == Py_False)
+        && SLOT(p, p_head) == Py_False && SLOT(p, p_connect) == Py_False
+        && SLOT(p, p_resolved) != NULL && SLOT(p, p_resp_done) != NULL;
+}
+
+/* where the empty line ending a header block in d[0:lim] ends (HEAD_END), or -1 */
+static Py_ssize_t find_head_end(const char *d, Py_ssize_t lim)
+{
+    for (const char *p = d; (p = memchr(p, '\n', (size_t)(d + lim - p))) != NULL; p++) {
+        Py_ssize_t i = p - d;
+        if (i + 1 < lim && d[i + 1] == '\n')
+            return i + 2;
+        if (i + 2 < lim && d[i + 1] == '\r' && d[i + 2] == '\n')
+            return i + 3;
+    }
+    return -1;
+}
+
+/* STATUS_LINE on the line d[0:nl]: its status code, or -1 */
+static int status_code(const char *d, Py_ssize_t nl)
+{
+    if (nl < 12 || memcmp(d, "HTTP/1.", 7) != 0 || d[7] < '0' || d[7] > '9'
+        || (d[8] != ' ' && d[8] != '\t'))
+        return -1;
+    Py_ssize_t i = 8;
+    while (i < nl && (d[i] == ' ' || d[i] == '\t'))
+        i++;
+    if (i + 3 > nl)
+        return -1;
+    for (int k = 0; k < 3; k++)
+        if (d[i + k] < '0' || d[i + k] > '9')
+            return -1;
+    int code = (d[i] - '0') * 100 + (d[i + 1] - '0') * 10 + (d[i + 2] - '0');
+    Py_ssize_t j = i + 3, end = nl;
+    if (end > j && d[end - 1] == '\r')
+        end--;                                  /* \r?\Z */
+    if (j == end)
+        return code;
+    if (d[j] != ' ' && d[j] != '\t')
+        return -1;
+    return memchr(d + j, '\r', (size_t)(end - j)) == NULL ? code : -1;
+}
+
+/* 1: done, 0: not one of the common cases (nothing changed), -1: error */
+static int http_resp_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n)
+{
+    int ok = 1;
+    if (!http_ready || Py_TYPE(st) != T_hstream || n <= 0)
+        return 0;
+    PyObject *rd = SLOT(st, hs_resp);
+    if (rd == NULL || Py_TYPE(rd) != T_rreader)
+        return 0;
+    long long state = slot_ll(SLOT(rd, dr_state), &ok);
+    long long body = slot_ll(SLOT(rd, dr_body), &ok);
+    PyObject *gapped = SLOT(rd, dr_gapped), *pend = SLOT(rd, dr_pend);
+    if (!ok || (gapped != Py_True && gapped != Py_False) || SLOT(rd, dr_chunked) != Py_False
+        || pend == NULL || (pend != Py_None && !plain_pending(pend)) || body < 0
+        || body > ((long long)1 << 62))
+        return 0;
+    if (state == 2) {                           /* BODY: its last bytes */
+        long long rem = slot_ll(SLOT(rd, dr_remaining), &ok);
+        if (!ok || rem != n)
+            return 0;
+        slot_set_obj(rd, dr_last_ts, ts);
+        return resp_end(st, rd, ts, body + n, pend) < 0 ? -1 : 1;
+    }
+    if (state != 0 || d[0] == '\r' || d[0] == '\n' || pend != Py_None || gapped != Py_False
+        || SLOT(rd, dr_resynced) != Py_False)
+        return 0;
+    /* IDLE: a whole head, and a status line */
+    long long max_hdr = slot_ll(SLOT(rd, dr_max_hdr), &ok);
+    if (!ok || max_hdr < 1)
+        return 0;
+    Py_ssize_t e = find_head_end(d, n < max_hdr ? n : (Py_ssize_t)max_hdr);
+    if (e < 0)
+        return 0;
+    const char *lf = memchr(d, '\n', (size_t)e);
+    int code = status_code(d, lf - d);
+    if (code < 200 || code == 204 || code == 304)
+        return 0;
+    /* the oldest waiting request; the client's bytes not held (HOLD) */
+    PyObject *u = SLOT(st, hs_unanswered), *req = SLOT(st, hs_req);
+    PyObject *proto = SLOT(st, hs_protocol), *resps = SLOT(st, hs_responses);
+    if (u == NULL || req == NULL || !PyObject_TypeCheck(req, T_dreader) || proto == NULL
+        || !PyUnicode_CheckExact(proto) || !IS_SET_INT(resps))
+        return 0;
+    long long rstate = slot_ll(SLOT(req, dr_state), &ok);
+    if (!ok || rstate == 8)
+        return 0;
+    Py_ssize_t waiting = PyObject_Length(u);
+    if (waiting < 0)
+        return -1;
+    if (waiting == 0)
+        return 0;
+    PyObject *p = PySequence_GetItem(u, 0);
+    if (p == NULL)
+        return -1;
+    int result = 0;
+    PyObject *text = NULL, *fields = NULL, *conn = NULL, *setc = NULL;
+    if (!plain_pending(p))
+        goto out;
+    /* the header fields: Content-Length, no Transfer-Encoding */
+    if ((text = PyUnicode_DecodeLatin1(d, e, NULL)) == NULL
+        || (fields = head_fields(NULL, text)) == NULL)
+        goto fail;
+    if (fields == Py_None || PyDict_GetItemWithError(fields, H_te) != NULL)
+        goto out;
+    PyObject *cl = PyDict_GetItemWithError(fields, H_cl);
+    if (PyErr_Occurred())
+        goto fail;
+    if (cl == NULL || PyUnicode_KIND(cl) != PyUnicode_1BYTE_KIND)
+        goto out;
+    Py_ssize_t cn = PyUnicode_GET_LENGTH(cl);
+    const unsigned char *cd = PyUnicode_1BYTE_DATA(cl);
+    long long size = 0;
+    if (cn < 1 || cn >= 19)
+        goto out;
+    for (Py_ssize_t k = 0; k < cn; k++) {
+        if (cd[k] < '0' || cd[k] > '9')
+            goto out;
+        size = size * 10 + (cd[k] - '0');
+    }
+    long long avail = n - e;
+    if (size <= 0 || avail > size)
+        goto out;
+    /* Connection (else the version's default) and Set-Cookie, interned like _shared() */
+    conn = PyDict_GetItemWithError(fields, H_connection);
+    if (conn == NULL && PyErr_Occurred())
+        goto fail;
+    if (conn != NULL) {
+        Py_INCREF(conn);
+        PyUnicode_InternInPlace(&conn);
+    } else {
+        conn = d[7] == '0' ? H_close : H_keepalive;     /* "HTTP/1.0" or another 1.x */
+        Py_INCREF(conn);
+    }
+    setc = PyDict_GetItemWithError(fields, H_setcookie);
+    if (setc == NULL && PyErr_Occurred())
+        goto fail;
+    if (setc != NULL) {
+        Py_INCREF(setc);
+        PyUnicode_InternInPlace(&setc);
+    }
+    /* -- what DirectionReader.feed and ResponseReader._on_head do -- */
+    PyObject *popped = PyObject_CallMethodNoArgs(u, H_popleft);
+    if (popped == NULL)
+        goto fail;
+    Py_DECREF(popped);                          /* p, which we hold */
+    if (PyUnicode_CompareWithASCIIString(proto, "unknown") == 0)
+        slot_set_obj(st, hs_protocol, H_http1);
+    if (slot_add(st, hs_responses, ONE) < 0)
+        goto fail;
+    slot_set_obj(rd, dr_last_ts, ts);
+    slot_set_obj(rd, dr_msg_ts, ts);
+    slot_set_obj(rd, dr_nl, H_minus1);
+    PyObject *ex = SLOT(p, p_ex);
+    if (slot_set_ll(ex, x_status, code) < 0)
+        goto fail;
+    slot_set_obj(ex, x_ts_response, ts);
+    slot_set_obj(ex, x_response_head, text);
+    slot_set_obj(ex, x_resp_connection, conn);
+    slot_set_obj(ex, x_set_cookie, setc != NULL ? setc : Py_None);
+    slot_set_obj(p, p_resolved, Py_True);
+    slot_set_obj(rd, dr_resynced, Py_False);
+    slot_set_obj(rd, dr_pend, p);
+    if (avail == size)                          /* the body ends in this segment */
+        result = resp_end(st, rd, ts, body + avail, p) < 0 ? -1 : 1;
+    else if (slot_set_ll(rd, dr_state, 2) < 0 || slot_set_ll(rd, dr_remaining, size - avail) < 0
+             || slot_set_ll(rd, dr_body, body + avail) < 0)
+        result = -1;
+    else
+        result = 1;
+    goto out;
+fail:
+    result = -1;
+out:
+    Py_DECREF(p);
+    Py_XDECREF(text);
+    Py_XDECREF(fields);
+    Py_XDECREF(conn);
+    Py_XDECREF(setc);
+    return result;
+}
+
+PyDoc_STRVAR(http_resp_doc,
+"http_resp(stream, ts, data) -> bool\n\n"
+"HttpStream.feed(False, ts, data) for the common response segments (see the comment in\n"
+"_fastpcap.c); False: nothing was done, call feed().");
+
+static PyObject *http_resp(PyObject *self, PyObject *args)
+{
+    PyObject *st, *ts;
+    Py_buffer view;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOy*", &st, &ts, &view))
+        return NULL;
+    int done = PyLong_CheckExact(ts) ? http_resp_fast(st, ts, view.buf, view.len) : 0;
+    PyBuffer_Release(&view);
+    if (done < 0)
+        return NULL;
+    return PyBool_FromLong(done);
+}
+
 static PyMethodDef methods[] = {
     {"head_fields", head_fields, METH_O, head_fields_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
@@ -1297,6 +1652,8 @@ static PyMethodDef methods[] = {
     {"scan_lane", scan_lane, METH_VARARGS, scan_lane_doc},
     {"follow_scan", follow_scan, METH_VARARGS, follow_scan_doc},
     {"scan_epb", scan_epb, METH_VARARGS, scan_epb_doc},
+    {"setup_http", setup_http, METH_VARARGS, setup_http_doc},
+    {"http_resp", http_resp, METH_VARARGS, http_resp_doc},
     {NULL, NULL, 0, NULL},
 };
 

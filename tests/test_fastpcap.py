@@ -252,6 +252,41 @@ def test_lane_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert taken[0] > 20_000 and taken[1] > 20_000
 
 
+def test_c_responses_change_nothing(tmp_path: Path) -> None:
+    """Whole runs with the C reading of response segments (http_resp, called by the lane
+    and by HttpStream.feed) equal the runs without it: the samples, the shared captures
+    and the benchmark's shape, where it takes most response heads and body ends."""
+    import pcapstats.http.parser as parser
+    counted = [0]
+
+    def counting(st, ts, data):
+        done = parser._C_RESP(st, ts, data)
+        counted[0] += done
+        return done
+
+    for path in _captures() + [Path(_bench_capture(tmp_path, 30_000))]:
+        try:
+            parser.use_c_responses(False)
+            without = _run_snapshot(str(path))
+        except PcapstatsError:
+            continue
+        finally:
+            parser.use_c_responses(True)
+        assert _run_snapshot(str(path)) == without, path.name
+    # the lane calls it directly; HttpStream.feed for the segments the lane declines
+    readers_lane, saved = readers._scan_lane, parser._resp_fast
+    try:
+        readers._scan_lane = None
+        import pcapstats.pipeline as pipeline
+        lane = pipeline._lane
+        pipeline._lane = None
+        parser._resp_fast = counting
+        _run_snapshot(_bench_capture(tmp_path, 30_000))
+    finally:
+        readers._scan_lane, parser._resp_fast, pipeline._lane = readers_lane, saved, lane
+    assert counted[0] > 2_000
+
+
 def _seg(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int,
          payload: bytes = b"") -> bytes:
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 65535, 0, 0)

@@ -897,3 +897,99 @@ def test_c_header_fields_take_the_common_block() -> None:
     assert headers._head_fields("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n") == {"a": "1", "b": "2"}
     assert headers._head_fields("HTTP/1.1 200 OK\r\nA: 1\r\nA: 2\r\n\r\n") is None
     assert headers._head_fields("HTTP/1.1 200 OK\r\n\r\n") == {}
+
+
+# -- the C reading of common response segments (pcapstats/_fastpcap.c, http_resp) -----------
+
+def _both_ways(feeds: list[tuple[str, int, "bytes | int"]]) -> None:
+    """The same events with the C response path on and off: equal exchanges, counters and
+    reader states."""
+    import pcapstats.http.parser as parser
+    assert parser._C_RESP is not None, "pcapstats._fastpcap is missing: reinstall"
+    got = []
+    for on in (True, False):
+        parser.use_c_responses(on)
+        try:
+            s, ex = run(feeds, max_header_bytes=300, close=False)
+            states = [(r.state, r.remaining, r.body, r.gapped, r.msg_ts, r.last_ts)
+                      for r in (s._req, s._resp)]
+            s.close(10**9)
+            got.append((ex + s.take(), counters(s), states))
+        finally:
+            parser.use_c_responses(True)
+    assert got[0] == got[1]
+
+
+_EXTRA_RESPONSES = [  # (response, whether the C path takes it whole after a GET)
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabc", True),
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nab", True),
+    (b"HTTP/1.1 404 Not Found\r\nSet-Cookie: x=1\r\nContent-Length: 4\r\n\r\nnope", True),
+    (b"HTTP/1.1  302 \t\r\nContent-Length: 1\n\nz", True),
+    (b"HTTP/1.1 200 \xe9t\xe9\r\nX-Y: \xe9\r\nContent-Length: 2\r\n\r\nok", True),
+    (b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", False),          # no body: Python's
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", False),
+    (b"HTTP/1.1 200 OK\r\ncontent-length: 0x10\r\n\r\n", False),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\n\r\n", False),
+    (b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\n\r\n", False),
+    (b"HTTP/1.1 200 OK\r\n\r\nrest", False),
+    (b"HTTP/1.1 200 OK\r\nX-\xe9: 1\r\nContent-Length: 2\r\n\r\nok", False),
+    (OK5, True),
+]
+_EXTRA_REQUESTS = [GET, b"HEAD / HTTP/1.1\r\n\r\n", b"CONNECT h:443 HTTP/1.1\r\n\r\n",
+                   b"GET / HTTP/1.0\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"]
+
+
+@_PROP
+@given(st.data())
+def test_c_responses_read_like_python(data: st.DataObject) -> None:
+    """Valid conversations in any segmentation, and odd ones (HTTP/1.0, Connection,
+    Set-Cookie, a status line with tabs or no reason, repeated or odd lengths, a second
+    response in the segment, 101, no length, latin-1, HEAD, CONNECT, gaps, junk): the C
+    path gives what the Python path gives, or declines."""
+    conv = data.draw(conversations())
+    feeds: list[tuple[str, int, "bytes | int"]] = []
+    for k, (d, b) in enumerate(_runs(conv)):
+        feeds += [("c" if d else "s", 1000 * k + i, piece)
+                  for i, (_, piece) in enumerate(_segments(data.draw, b))]
+    _both_ways(feeds)
+    odd: list[tuple[str, int, "bytes | int"]] = []
+    for t in range(data.draw(st.integers(1, 12))):
+        kind = data.draw(st.sampled_from(["c", "s", "s", "gc", "gs", "junk"]))
+        if kind == "c":
+            odd.append(("c", t, data.draw(st.sampled_from(_EXTRA_REQUESTS))))
+        elif kind == "s":
+            whole = data.draw(st.sampled_from(_EXTRA_RESPONSES))[0]
+            cut = data.draw(st.integers(0, len(whole)))
+            odd += [("s", t, p) for p in (whole[:cut], whole[cut:]) if p]
+        elif kind == "junk":
+            odd.append((data.draw(st.sampled_from(["c", "s"])), t, data.draw(st.binary(min_size=1, max_size=40))))
+        else:
+            odd.append((kind, t, data.draw(st.integers(-1, 60))))
+    _both_ways(odd)
+
+
+@pytest.mark.parametrize("resp, plain", _EXTRA_RESPONSES)
+def test_c_responses_each_case(resp: bytes, plain: bool) -> None:
+    """Each odd response after each kind of request, whole and cut in two: the same both
+    ways; the C path takes the plain ones (a whole head with a Content-Length, status 200
+    or more, a body that does not go past the segment)."""
+    import pcapstats.http.parser as parser
+    taken = []
+
+    def counting(st: HttpStream, ts: int, data: bytes) -> bool:
+        done = parser._C_RESP(st, ts, data)   # type: ignore[misc]
+        taken.append(done)
+        return done
+
+    for req in _EXTRA_REQUESTS:
+        for cut in (0, 1, resp.index(b"\n") + 1, len(resp) - 1):
+            feeds: list[tuple[str, int, "bytes | int"]] = [("c", 1, req)] + [
+                ("s", 2 + i, p) for i, p in enumerate((resp[:cut], resp[cut:])) if p]
+            _both_ways(feeds)
+    parser._resp_fast = counting
+    try:
+        run([("c", 1, GET), ("s", 2, resp)])
+    finally:
+        parser._resp_fast = parser._C_RESP
+    assert taken[0] == plain

@@ -428,6 +428,8 @@ class HttpStream:
         """In-order bytes of one direction (any segmentation)."""
         if not data:
             return
+        if not from_client and _resp_fast is not None and _resp_fast(self, ts_ns, data):
+            return                      # a common response segment, done in C
         r = self._req if from_client else self._resp
         if r.state == BODY:            # the common case: more of a body of known length
             n = len(data)
@@ -538,3 +540,27 @@ class _ClosedReader(DirectionReader):
 
 _CLOSED = _ClosedReader(None, 64)   # type: ignore[arg-type]
 _CLOSED.state = DEAD
+
+
+# What feed() does with the common response segments (a whole head with Content-Length
+# answering a plain request, the end of a body), in C: pcapstats/_fastpcap.c, http_resp.
+# The fast lane calls it too. None without the module.
+try:
+    from .._fastpcap import http_resp as _C_RESP, setup_http as _setup_http
+    _setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange)
+except (ImportError, TypeError):    # pragma: no cover - no compiler; a class lost its slots
+    _C_RESP = None
+_resp_fast = _C_RESP
+
+
+def use_c_responses(on: bool) -> None:
+    """Turn the C reading of response segments on or off (for tests: both ways must give
+    the same exchanges)."""
+    global _resp_fast
+    if _C_RESP is None:
+        return
+    if on:
+        _setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange)
+    else:
+        _setup_http()
+    _resp_fast = _C_RESP if on else None
