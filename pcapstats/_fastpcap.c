@@ -379,6 +379,7 @@ struct seg {
 
 static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos_in);
 static int http_resp_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n);
+static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n);
 
 /* the segments the lane may take: of the flags SYN, FIN, RST and ACK, an ACK alone, or
  * with SYN or FIN (those without payload) */
@@ -756,13 +757,14 @@ apply:
         } else {
             PyObject *fc = SLOT(mine, h_from_client);
             /* AppStream.data(): to its HttpStream's feed() when it has one; the common
-               response segments without Python (http_resp_fast) */
+               segments without Python (http_resp_fast, http_req_fast) */
             PyObject *impl = Py_TYPE(sink) == T_app ? SLOT(sink, a_impl) : NULL;
             int http = impl != NULL && Py_TYPE(impl) == T_http;
             int done = 0;
-            if (http && fc == Py_False) {
+            if (http && (fc == Py_False || fc == Py_True)) {
                 Py_INCREF(impl);
-                done = http_resp_fast(impl, ts, sg->pl, n);
+                done = fc == Py_False ? http_resp_fast(impl, ts, sg->pl, n)
+                                      : http_req_fast(impl, ts, sg->pl, n);
                 Py_DECREF(impl);
                 if (done < 0) {
                     Py_DECREF(nobj);
@@ -1318,33 +1320,38 @@ fail:
  * - the bytes that end a body of known length (not chunked).
  * It does what DirectionReader.feed, ResponseReader._on_head and ResponseReader._end
  * do then; the exchanges that become complete are handed out by HttpStream._flush.
- * The lane calls it directly; HttpStream.feed through parser._resp_fast.
+ * The lane calls it directly; HttpStream.feed calls it as parser._C_RESP.
  */
 
-static PyTypeObject *T_hstream, *T_dreader, *T_rreader, *T_pending, *T_exchange;
+static PyTypeObject *T_hstream, *T_dreader, *T_rreader, *T_pending, *T_exchange, *T_qreader;
+static PyObject *F_info_of;    /* parser._request_info_of */
 static Py_ssize_t hs_protocol, hs_responses, hs_req, hs_resp, hs_unanswered, dr_state,
     dr_last_ts, dr_msg_ts, dr_nl, dr_remaining, dr_body, dr_chunked, dr_gapped, dr_resynced,
     dr_pend, dr_max_hdr, p_ex, p_head, p_connect, p_req_done, p_resp_done, p_resolved,
     x_status, x_ts_response, x_response_head, x_resp_connection, x_set_cookie,
-    x_ts_response_end, x_response_body_bytes, x_gap;
+    x_ts_response_end, x_response_body_bytes, x_gap, hs_conn_id, hs_requests, hs_pipelined,
+    hs_depth, hs_open, q_pipe, q_replaying, q_last_rest, q_last_info, x_ts_request_end;
 static PyObject *H_http1, *H_close, *H_keepalive, *H_connection, *H_setcookie,
-    *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1;
+    *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1, *H_append, *H_v11, *H_v10, *H_zero;
 static int http_ready = 0;
 
 PyDoc_STRVAR(setup_http_doc,
-"setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange)\n\n"
-"Find the slot offsets http_resp() uses and turn it on; setup_http() with no argument\n"
-"turns it off (tests compare both).");
+"setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange,\n"
+"           RequestReader, request_info_of)\n\n"
+"Find the slot offsets http_resp() and http_req() use and turn them on; setup_http()\n"
+"with no argument turns them off (tests compare both).");
 
 static PyObject *setup_http(PyObject *self, PyObject *args)
 {
-    PyTypeObject *t[5];
+    PyTypeObject *t[6];
+    PyObject *info_of;
     (void)self;
     http_ready = 0;
     if (PyTuple_GET_SIZE(args) == 0)
         Py_RETURN_NONE;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!", &PyType_Type, &t[0], &PyType_Type, &t[1],
-                          &PyType_Type, &t[2], &PyType_Type, &t[3], &PyType_Type, &t[4]))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O", &PyType_Type, &t[0], &PyType_Type, &t[1],
+                          &PyType_Type, &t[2], &PyType_Type, &t[3], &PyType_Type, &t[4],
+                          &PyType_Type, &t[5], &info_of))
         return NULL;
     if (slot(t[0], "protocol", &hs_protocol) || slot(t[0], "responses", &hs_responses)
         || slot(t[0], "_req", &hs_req) || slot(t[0], "_resp", &hs_resp)
@@ -1364,7 +1371,12 @@ static PyObject *setup_http(PyObject *self, PyObject *args)
         || slot(t[4], "set_cookie", &x_set_cookie)
         || slot(t[4], "ts_response_end", &x_ts_response_end)
         || slot(t[4], "response_body_bytes", &x_response_body_bytes)
-        || slot(t[4], "gap", &x_gap))
+        || slot(t[4], "gap", &x_gap) || slot(t[4], "ts_request_end", &x_ts_request_end)
+        || slot(t[0], "conn_id", &hs_conn_id) || slot(t[0], "requests", &hs_requests)
+        || slot(t[0], "pipelined", &hs_pipelined) || slot(t[0], "_depth", &hs_depth)
+        || slot(t[0], "_open", &hs_open)
+        || slot(t[5], "pipe", &q_pipe) || slot(t[5], "replaying", &q_replaying)
+        || slot(t[5], "last_rest", &q_last_rest) || slot(t[5], "last_info", &q_last_info))
         return NULL;
     if ((!H_http1 && !(H_http1 = PyUnicode_InternFromString("http/1")))
         || (!H_close && !(H_close = PyUnicode_InternFromString("close")))
@@ -1375,13 +1387,21 @@ static PyObject *setup_http(PyObject *self, PyObject *args)
         || (!H_cl && !(H_cl = PyUnicode_InternFromString("content-length")))
         || (!H_popleft && !(H_popleft = PyUnicode_InternFromString("popleft")))
         || (!H_flush && !(H_flush = PyUnicode_InternFromString("_flush")))
-        || (!H_minus1 && !(H_minus1 = PyLong_FromLong(-1))))
+        || (!H_minus1 && !(H_minus1 = PyLong_FromLong(-1)))
+        || (!H_append && !(H_append = PyUnicode_InternFromString("append")))
+        || (!H_v11 && !(H_v11 = PyUnicode_InternFromString("HTTP/1.1")))
+        || (!H_v10 && !(H_v10 = PyUnicode_InternFromString("HTTP/1.0")))
+        || (!H_zero && !(H_zero = PyLong_FromLong(0))))
         return NULL;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         Py_INCREF(t[i]);
+    Py_INCREF(info_of);
     Py_XDECREF(T_hstream); Py_XDECREF(T_dreader); Py_XDECREF(T_rreader);
-    Py_XDECREF(T_pending); Py_XDECREF(T_exchange);
+    Py_XDECREF(T_pending); Py_XDECREF(T_exchange); Py_XDECREF(T_qreader);
+    Py_XDECREF(F_info_of);
     T_hstream = t[0]; T_dreader = t[1]; T_rreader = t[2]; T_pending = t[3]; T_exchange = t[4];
+    T_qreader = t[5];
+    F_info_of = info_of;
     http_ready = 1;
     Py_RETURN_NONE;
 }
@@ -1630,18 +1650,215 @@ PyDoc_STRVAR(http_resp_doc,
 "HttpStream.feed(False, ts, data) for the common response segments (see the comment in\n"
 "_fastpcap.c); False: nothing was done, call feed().");
 
-static PyObject *http_resp(PyObject *self, PyObject *args)
+/* http_resp() and http_req(): (stream, ts, data) to one of the functions above */
+static PyObject *http_call(PyObject *args,
+                           int (*fast)(PyObject *, PyObject *, const char *, Py_ssize_t))
 {
     PyObject *st, *ts;
     Py_buffer view;
-    (void)self;
     if (!PyArg_ParseTuple(args, "OOy*", &st, &ts, &view))
         return NULL;
-    int done = PyLong_CheckExact(ts) ? http_resp_fast(st, ts, view.buf, view.len) : 0;
+    int done = PyLong_CheckExact(ts) ? fast(st, ts, view.buf, view.len) : 0;
     PyBuffer_Release(&view);
     if (done < 0)
         return NULL;
     return PyBool_FromLong(done);
+}
+
+static PyObject *http_resp(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return http_call(args, http_resp_fast);
+}
+
+
+/* ------------------------------------------------------------------------------------
+ * HTTP/1 requests: what HttpStream.feed does with the commonest request segment, in C.
+ *
+ * http_req(stream, ts, bytes): a segment that is exactly one whole request head, between
+ * messages, with a request line parse_request_line's split path reads (three parts, a
+ * letters-only method, HTTP/1.0 or 1.1), no body (no Transfer-Encoding, Content-Length
+ * absent or 0), no Upgrade and not CONNECT: what DirectionReader.feed, RequestReader
+ * ._start, ._on_head and ._request do (one HttpExchange and its Pending, made by calling
+ * their classes; the header fields read by parser._request_info_of unless they are those
+ * of the previous request). True when done; else nothing changed, False.
+ */
+
+/* the method, target and version of a request line d[0:nl] (parse_request_line's split
+ * path: exactly two spaces, letters-only ASCII method of at most 32, a target without tab,
+ * HTTP/1.1 or HTTP/1.0 with an optional CR); 0 if not that */
+static int split_request_line(const char *d, Py_ssize_t nl, Py_ssize_t *sp1, Py_ssize_t *sp2,
+                              int *v10)
+{
+    const char *a = memchr(d, ' ', (size_t)nl);
+    if (a == NULL)
+        return 0;
+    const char *b = memchr(a + 1, ' ', (size_t)(d + nl - a - 1));
+    if (b == NULL || memchr(b + 1, ' ', (size_t)(d + nl - b - 1)) != NULL)
+        return 0;
+    Py_ssize_t m = a - d, t = b - a - 1, v = nl - (b + 1 - d);
+    if (m < 1 || m > 32 || t < 1 || memchr(a + 1, '\t', (size_t)t) != NULL)
+        return 0;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (!((d[i] >= 'A' && d[i] <= 'Z') || (d[i] >= 'a' && d[i] <= 'z')))
+            return 0;
+    if (v == 9 && b[9] == '\r')
+        v = 8;
+    if (v != 8 || memcmp(b + 1, "HTTP/1.", 7) != 0 || (b[8] != '1' && b[8] != '0'))
+        return 0;
+    *sp1 = m;
+    *sp2 = b - d;
+    *v10 = b[8] == '0';
+    return 1;
+}
+
+static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n)
+{
+    int ok = 1;
+    if (!http_ready || Py_TYPE(st) != T_hstream || n <= 0)
+        return 0;
+    PyObject *rd = SLOT(st, hs_req), *resp = SLOT(st, hs_resp);
+    if (rd == NULL || Py_TYPE(rd) != T_qreader || resp == NULL || Py_TYPE(resp) != T_rreader)
+        return 0;
+    long long state = slot_ll(SLOT(rd, dr_state), &ok);
+    long long max_hdr = slot_ll(SLOT(rd, dr_max_hdr), &ok);
+    PyObject *gapped = SLOT(rd, dr_gapped), *resynced = SLOT(rd, dr_resynced);
+    PyObject *replaying = SLOT(rd, q_replaying), *rest = SLOT(rd, q_last_rest);
+    PyObject *info = SLOT(rd, q_last_info), *rpend = SLOT(resp, dr_pend);
+    PyObject *u = SLOT(st, hs_unanswered), *op = SLOT(st, hs_open);
+    PyObject *proto = SLOT(st, hs_protocol), *cid = SLOT(st, hs_conn_id);
+    if (!ok || state != 0 || d[0] == '\r' || d[0] == '\n' || max_hdr < 1
+        || (gapped != Py_True && gapped != Py_False)
+        || (resynced != Py_True && resynced != Py_False)
+        || (replaying != Py_True && replaying != Py_False) || rest == NULL
+        || !PyUnicode_CheckExact(rest) || PyUnicode_KIND(rest) != PyUnicode_1BYTE_KIND
+        || info == NULL || rpend == NULL || u == NULL || op == NULL || proto == NULL
+        || !PyUnicode_CheckExact(proto) || cid == NULL || SLOT(rd, dr_pend) == NULL
+        || !IS_SET_INT(SLOT(st, hs_requests)) || !IS_SET_INT(SLOT(st, hs_pipelined))
+        || !IS_SET_INT(SLOT(st, hs_depth)))
+        return 0;
+    /* exactly one whole head */
+    if (find_head_end(d, n < max_hdr ? n : (Py_ssize_t)max_hdr) != n)
+        return 0;
+    const char *lf = memchr(d, '\n', (size_t)n);
+    Py_ssize_t nl = lf - d, sp1, sp2;
+    int v10;
+    if (!split_request_line(d, nl, &sp1, &sp2, &v10) || (sp1 == 7 && memcmp(d, "CONNECT", 7) == 0))
+        return 0;
+    PyObject *text = PyUnicode_DecodeLatin1(d, n, NULL);
+    if (text == NULL)
+        return -1;
+    int result = 0;
+    PyObject *method = NULL, *uri = NULL, *ex = NULL, *pend = NULL, *newrest = NULL;
+    /* the fields: those of the previous request when the text after the request line is
+       the same (parse_fields reads nothing before the first "\n"), else read */
+    Py_INCREF(info);
+    Py_ssize_t rlen = PyUnicode_GET_LENGTH(rest);
+    if (rlen != n - nl || memcmp(PyUnicode_1BYTE_DATA(rest), d + nl, (size_t)rlen) != 0) {
+        Py_SETREF(info, PyObject_CallOneArg(F_info_of, text));
+        if (info == NULL || (newrest = PyUnicode_Substring(text, nl, n)) == NULL)
+            goto fail;
+    }
+    if (!PyTuple_CheckExact(info) || PyTuple_GET_SIZE(info) != 8)
+        goto out;
+    /* host, cookie, xff, user_agent, connection, upgrade, transfer-encoding, length */
+    PyObject *upgrade = PyTuple_GET_ITEM(info, 5), *te = PyTuple_GET_ITEM(info, 6);
+    PyObject *cl = PyTuple_GET_ITEM(info, 7), *conn = PyTuple_GET_ITEM(info, 4);
+    if (te != Py_None || !PyUnicode_CheckExact(upgrade) || PyUnicode_GET_LENGTH(upgrade) != 0)
+        goto out;
+    if (cl != Py_None) {            /* only a length of 0 (in decimal digits) */
+        if (!PyUnicode_CheckExact(cl) || PyUnicode_KIND(cl) != PyUnicode_1BYTE_KIND)
+            goto out;
+        Py_ssize_t cn = PyUnicode_GET_LENGTH(cl);
+        const unsigned char *cd = PyUnicode_1BYTE_DATA(cl);
+        if (cn < 1 || cn >= 19)
+            goto out;
+        for (Py_ssize_t k = 0; k < cn; k++)
+            if (cd[k] != '0')
+                goto out;
+    }
+    if (conn == Py_None)
+        conn = v10 ? H_close : H_keepalive;
+    /* -- what RequestReader._start, _on_head and _request do -- */
+    Py_ssize_t waiting = PyObject_Length(u);
+    if (waiting < 0)
+        goto fail;
+    int pipe = replaying == Py_True || waiting > 0 || rpend != Py_None;
+    method = PyUnicode_DecodeLatin1(d, sp1, NULL);
+    uri = PyUnicode_DecodeLatin1(d + sp1 + 1, sp2 - sp1 - 1, NULL);
+    if (method == NULL || uri == NULL)
+        goto fail;
+    PyUnicode_InternInPlace(&method);
+    PyObject *depth = PyNumber_Add(SLOT(st, hs_depth), ONE);
+    if (depth == NULL)
+        goto fail;
+    PyObject *argv[23] = {cid, depth, method, uri, v10 ? H_v10 : H_v11,
+                          PyTuple_GET_ITEM(info, 0), ts, Py_None, Py_None, Py_None, Py_None,
+                          H_zero, H_zero, conn, Py_None, PyTuple_GET_ITEM(info, 1), Py_None,
+                          PyTuple_GET_ITEM(info, 2), PyTuple_GET_ITEM(info, 3),
+                          pipe ? Py_True : Py_False, H_zero,
+                          gapped == Py_True || resynced == Py_True ? Py_True : Py_False, text};
+    ex = PyObject_Vectorcall((PyObject *)T_exchange, argv, 23, NULL);
+    if (ex == NULL) {
+        Py_DECREF(depth);
+        goto fail;
+    }
+    PyObject *pargs[3] = {ex, method, upgrade};
+    pend = PyObject_Vectorcall((PyObject *)T_pending, pargs, 3, NULL);
+    if (pend == NULL || Py_TYPE(pend) != T_pending || Py_TYPE(ex) != T_exchange) {
+        Py_DECREF(depth);
+        goto fail;
+    }
+    PyObject *r1 = PyObject_CallMethodOneArg(op, H_append, pend);
+    PyObject *r2 = r1 ? PyObject_CallMethodOneArg(u, H_append, pend) : NULL;
+    Py_XDECREF(r1);
+    Py_XDECREF(r2);
+    if (r2 == NULL) {
+        Py_DECREF(depth);
+        goto fail;
+    }
+    slot_set(st, hs_depth, depth);
+    if (slot_add(st, hs_requests, ONE) < 0 || (pipe && slot_add(st, hs_pipelined, ONE) < 0))
+        goto fail;
+    if (PyUnicode_CompareWithASCIIString(proto, "unknown") == 0)
+        slot_set_obj(st, hs_protocol, H_http1);
+    if (newrest != NULL) {
+        slot_set_obj(rd, q_last_info, info);
+        slot_set_obj(rd, q_last_rest, newrest);
+    }
+    slot_set_obj(rd, q_pipe, pipe ? Py_True : Py_False);
+    slot_set_obj(rd, dr_last_ts, ts);
+    slot_set_obj(rd, dr_msg_ts, ts);
+    slot_set_obj(rd, dr_nl, H_minus1);
+    slot_set_obj(rd, dr_resynced, Py_False);
+    slot_set_obj(rd, dr_gapped, Py_False);
+    slot_set_obj(rd, dr_pend, Py_None);
+    slot_set_obj(ex, x_ts_request_end, ts);
+    slot_set_obj(pend, p_req_done, Py_True);
+    result = 1;
+    goto out;
+fail:
+    result = -1;
+out:
+    Py_XDECREF(text);
+    Py_XDECREF(info);
+    Py_XDECREF(newrest);
+    Py_XDECREF(method);
+    Py_XDECREF(uri);
+    Py_XDECREF(ex);
+    Py_XDECREF(pend);
+    return result;
+}
+
+PyDoc_STRVAR(http_req_doc,
+"http_req(stream, ts, data) -> bool\n\n"
+"HttpStream.feed(True, ts, data) for the commonest request segment (see the comment in\n"
+"_fastpcap.c); False: nothing was done, call feed().");
+
+static PyObject *http_req(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return http_call(args, http_req_fast);
 }
 
 static PyMethodDef methods[] = {
@@ -1654,6 +1871,7 @@ static PyMethodDef methods[] = {
     {"scan_epb", scan_epb, METH_VARARGS, scan_epb_doc},
     {"setup_http", setup_http, METH_VARARGS, setup_http_doc},
     {"http_resp", http_resp, METH_VARARGS, http_resp_doc},
+    {"http_req", http_req, METH_VARARGS, http_req_doc},
     {NULL, NULL, 0, NULL},
 };
 

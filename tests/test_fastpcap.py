@@ -252,39 +252,41 @@ def test_lane_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert taken[0] > 20_000 and taken[1] > 20_000
 
 
-def test_c_responses_change_nothing(tmp_path: Path) -> None:
-    """Whole runs with the C reading of response segments (http_resp, called by the lane
-    and by HttpStream.feed) equal the runs without it: the samples, the shared captures
-    and the benchmark's shape, where it takes most response heads and body ends."""
+def test_c_http_changes_nothing(tmp_path: Path) -> None:
+    """Whole runs with the C reading of common request and response segments (http_req,
+    http_resp: called by the lane and by HttpStream.feed) equal the runs without it: the
+    samples, the shared captures and the benchmark's shape, where it takes most heads."""
     import pcapstats.http.parser as parser
-    counted = [0]
+    import pcapstats.pipeline as pipeline
+    counted = [0, 0]
+    c_req, c_resp = parser._C_REQ, parser._C_RESP
 
-    def counting(st, ts, data):
-        done = parser._C_RESP(st, ts, data)
-        counted[0] += done
-        return done
+    def counting(which: int, fast):
+        def call(st, ts, data):
+            done = fast(st, ts, data)
+            counted[which] += done
+            return done
+        return call
 
     for path in _captures() + [Path(_bench_capture(tmp_path, 30_000))]:
         try:
-            parser.use_c_responses(False)
+            parser.use_c_http(False)
             without = _run_snapshot(str(path))
         except PcapstatsError:
             continue
         finally:
-            parser.use_c_responses(True)
+            parser.use_c_http(True)
         assert _run_snapshot(str(path)) == without, path.name
-    # the lane calls it directly; HttpStream.feed for the segments the lane declines
-    readers_lane, saved = readers._scan_lane, parser._resp_fast
+    # without the lane, every segment reaches HttpStream.feed, which calls them
+    saved = readers._scan_lane, pipeline._lane
     try:
-        readers._scan_lane = None
-        import pcapstats.pipeline as pipeline
-        lane = pipeline._lane
-        pipeline._lane = None
-        parser._resp_fast = counting
+        readers._scan_lane = pipeline._lane = None
+        parser._C_REQ, parser._C_RESP = counting(0, c_req), counting(1, c_resp)
         _run_snapshot(_bench_capture(tmp_path, 30_000))
     finally:
-        readers._scan_lane, parser._resp_fast, pipeline._lane = readers_lane, saved, lane
-    assert counted[0] > 2_000
+        readers._scan_lane, pipeline._lane = saved
+        parser._C_REQ, parser._C_RESP = c_req, c_resp
+    assert counted[0] > 1_000 and counted[1] > 2_000, counted
 
 
 def _seg(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flags: int,

@@ -905,19 +905,39 @@ def _both_ways(feeds: list[tuple[str, int, "bytes | int"]]) -> None:
     """The same events with the C response path on and off: equal exchanges, counters and
     reader states."""
     import pcapstats.http.parser as parser
-    assert parser._C_RESP is not None, "pcapstats._fastpcap is missing: reinstall"
+    assert parser._C_OK, "pcapstats._fastpcap is missing: reinstall"
     got = []
     for on in (True, False):
-        parser.use_c_responses(on)
+        parser.use_c_http(on)
         try:
             s, ex = run(feeds, max_header_bytes=300, close=False)
             states = [(r.state, r.remaining, r.body, r.gapped, r.msg_ts, r.last_ts)
-                      for r in (s._req, s._resp)]
+                      for r in (s._req, s._resp)] + [(s._req.last_rest, s._req.last_info)]
             s.close(10**9)
             got.append((ex + s.take(), counters(s), states))
         finally:
-            parser.use_c_responses(True)
+            parser.use_c_http(True)
     assert got[0] == got[1]
+
+
+def _c_takes(name: str, events: list[tuple[str, int, "bytes | int"]]) -> bool:
+    """Did the C function parser.<name> (_C_REQ or _C_RESP) take the first segment it was
+    offered in these events?"""
+    import pcapstats.http.parser as parser
+    fast = getattr(parser, name)
+    taken = []
+
+    def counting(st: HttpStream, ts: int, data: bytes) -> bool:
+        done = fast(st, ts, data)
+        taken.append(done)
+        return done
+
+    setattr(parser, name, counting)
+    try:
+        run(events)
+    finally:
+        setattr(parser, name, fast)
+    return taken[0]
 
 
 _EXTRA_RESPONSES = [  # (response, whether the C path takes it whole after a GET)
@@ -974,22 +994,38 @@ def test_c_responses_each_case(resp: bytes, plain: bool) -> None:
     """Each odd response after each kind of request, whole and cut in two: the same both
     ways; the C path takes the plain ones (a whole head with a Content-Length, status 200
     or more, a body that does not go past the segment)."""
-    import pcapstats.http.parser as parser
-    taken = []
-
-    def counting(st: HttpStream, ts: int, data: bytes) -> bool:
-        done = parser._C_RESP(st, ts, data)   # type: ignore[misc]
-        taken.append(done)
-        return done
-
     for req in _EXTRA_REQUESTS:
         for cut in (0, 1, resp.index(b"\n") + 1, len(resp) - 1):
             feeds: list[tuple[str, int, "bytes | int"]] = [("c", 1, req)] + [
                 ("s", 2 + i, p) for i, p in enumerate((resp[:cut], resp[cut:])) if p]
             _both_ways(feeds)
-    parser._resp_fast = counting
-    try:
-        run([("c", 1, GET), ("s", 2, resp)])
-    finally:
-        parser._resp_fast = parser._C_RESP
-    assert taken[0] == plain
+    assert _c_takes("_C_RESP", [("c", 1, GET), ("s", 2, resp)]) == plain
+
+
+_REQUESTS_C = [  # (request, whether the C path takes it whole, between messages)
+    (GET, True), (b"GET / HTTP/1.0\r\n\r\n", True), (b"HEAD /h HTTP/1.1\nHost: a\n\n", True),
+    (b"get /lower HTTP/1.1\r\nContent-Length: 0\r\n\r\n", True),
+    (b"GET /x HTTP/1.1\r\nHost: \xe9\r\nX-\xe9: 1\r\nConnection: close\r\n\r\n", True),
+    (b"GET /a\rb HTTP/1.1\r\n\r\n", True),
+    (b"CONNECT h:443 HTTP/1.1\r\n\r\n", False),
+    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", False),
+    (b"GET  / HTTP/1.1\r\n\r\n", False), (b"GET /\tx HTTP/1.1\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", False),
+    (b"GET / HTTP/2.0\r\n\r\n", False), (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", False),
+    (GET + GET, False), (b"GET / HTTP/1.1\r\nHost: a\r\n", False),
+    (b"G3T / HTTP/1.1\r\n\r\n", False), (b"\r\n" + GET, False),
+]
+
+
+@pytest.mark.parametrize("req, plain", _REQUESTS_C)
+def test_c_requests_each_case(req: bytes, plain: bool) -> None:
+    """Each request, whole and cut, alone, answered, repeated (its fields then read from
+    the previous request's) and after a gap: the same both ways; the C path takes the
+    plain ones (one whole head, no body, not CONNECT or Upgrade)."""
+    for cut in (0, 1, req.find(b"\n") + 1, len(req) - 1):
+        pieces = [p for p in (req[:cut], req[cut:]) if p]
+        feeds: list[tuple[str, int, "bytes | int"]] = [("c", 1 + i, p) for i, p in enumerate(pieces)]
+        _both_ways(feeds + [("s", 5, OK5), ("c", 6, req), ("c", 7, req), ("s", 8, OK5 + OK5)])
+        _both_ways([("gc", 1, 7), ("c", 2, req), ("s", 3, OK5), ("gs", 4, 0), ("c", 5, req)])
+    assert _c_takes("_C_REQ", [("c", 1, req)]) == plain

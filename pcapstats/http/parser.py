@@ -428,8 +428,8 @@ class HttpStream:
         """In-order bytes of one direction (any segmentation)."""
         if not data:
             return
-        if not from_client and _resp_fast is not None and _resp_fast(self, ts_ns, data):
-            return                      # a common response segment, done in C
+        if _c_fast is not None and (_C_REQ if from_client else _C_RESP)(self, ts_ns, data):
+            return                      # a common request or response segment, done in C
         r = self._req if from_client else self._resp
         if r.state == BODY:            # the common case: more of a body of known length
             n = len(data)
@@ -542,25 +542,37 @@ _CLOSED = _ClosedReader(None, 64)   # type: ignore[arg-type]
 _CLOSED.state = DEAD
 
 
-# What feed() does with the common response segments (a whole head with Content-Length
-# answering a plain request, the end of a body), in C: pcapstats/_fastpcap.c, http_resp.
-# The fast lane calls it too. None without the module.
+def _request_info_of(text: str) -> RequestInfo:
+    """What a request head's fields tell (the C reading of request heads calls it)."""
+    return _request_info(fields_of(text))
+
+
+def _setup_c() -> None:
+    _setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange,
+                RequestReader, _request_info_of)
+
+
+# What feed() does with the commonest segments, in C (pcapstats/_fastpcap.c): a whole
+# response head with Content-Length answering a plain request, the end of a body
+# (http_resp), a segment that is one whole request head without a body (http_req). The
+# fast lane calls them too. _c_fast is None without the module (or turned off).
 try:
-    from .._fastpcap import http_resp as _C_RESP, setup_http as _setup_http
-    _setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange)
+    from .._fastpcap import http_req as _C_REQ, http_resp as _C_RESP, setup_http as _setup_http
+    _setup_c()
+    _C_OK = True
 except (ImportError, TypeError):    # pragma: no cover - no compiler; a class lost its slots
-    _C_RESP = None
-_resp_fast = _C_RESP
+    _C_OK = False
+_c_fast: bool | None = True if _C_OK else None
 
 
-def use_c_responses(on: bool) -> None:
-    """Turn the C reading of response segments on or off (for tests: both ways must give
+def use_c_http(on: bool) -> None:
+    """Turn the C reading of common segments on or off (for tests: both ways must give
     the same exchanges)."""
-    global _resp_fast
-    if _C_RESP is None:
+    global _c_fast
+    if not _C_OK:
         return
     if on:
-        _setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange)
+        _setup_c()
     else:
         _setup_http()
-    _resp_fast = _C_RESP if on else None
+    _c_fast = True if on else None
