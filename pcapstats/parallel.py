@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from .ingest.readers import _PCAP_MAGICS, FileInfo, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
 from .pipeline import Options, RunContext, RunResult, few_collections, run
+from .records import EXCHANGE_ORDER
 
 try:    # follow mode's record filter in C (pcapstats/_fastpcap.c); same items either way
     from ._fastpcap import follow_scan as _follow_scan
@@ -377,7 +378,7 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
     for _, row, part in kept:
         row["conn_id"] = new_id[(part, row["conn_id"])]
         out.connections.append(row)
-    out.exchanges.sort(key=lambda e: (e.conn_id, e.depth))
+    out.exchanges.sort(key=EXCHANGE_ORDER)
     out.count_udp_flows()
     _merge_files(out, results, paths)
     return out

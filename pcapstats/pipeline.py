@@ -12,11 +12,12 @@ import os
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Callable, Iterator
 
 from .http import HttpStream
 from .ingest import Decoder, FileInfo, ReadProblem, read_captures
-from .records import HttpExchange
+from .records import EXCHANGE_ORDER, HttpExchange
 from .tcp import Connection, ConnectionTable
 from .tls import TlsStream, looks_like_tls
 
@@ -294,8 +295,8 @@ class RunContext:
         res = self.res
         self.table.finish()
         self.decoder.finish()
-        res.connections.sort(key=lambda c: c["conn_id"])
-        res.exchanges.sort(key=lambda e: (e.conn_id, e.depth))
+        res.connections.sort(key=itemgetter("conn_id"))
+        res.exchanges.sort(key=EXCHANGE_ORDER)
         res.count_udp_flows()
         st = self.decoder.stats
         df = self.decoder.defrag

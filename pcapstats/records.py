@@ -83,6 +83,9 @@ def _exchange(values: tuple[Any, ...]) -> HttpExchange:
 
 _EXCHANGE_VALUES = attrgetter(*(f.name for f in fields(HttpExchange) if f.init))
 
+EXCHANGE_ORDER = attrgetter("conn_id", "depth")
+"""Sort key of the exchanges of a run: by connection, then in request order."""
+
 
 def row_columns(rows: Sequence[dict], names: Sequence[str]) -> list[Sequence[Any]]:
     """The columns ``names`` of row dicts, one sequence per name (missing keys as None).

@@ -148,8 +148,12 @@ def attribute(conns: list[dict], reqs: RequestTable,
     roles = detect_roles(conns, frontend, backend_net)
     conn_by_id = {c["conn_id"]: c for c in conns}
     notes: list[str] = []
-    for c in conns:
-        c["side"] = side_of(c, roles)
+    if roles.two_sided:
+        for c in conns:
+            c["side"] = side_of(c, roles)
+    else:                               # one side only (side_of would say "" for each)
+        for c in conns:
+            c["side"] = ""
     ex = reqs.exchanges
     n = len(ex)
     side = reqs.side = [conn_by_id[e.conn_id]["side"] for e in ex]
