@@ -1330,7 +1330,8 @@ static Py_ssize_t hs_protocol, hs_responses, hs_req, hs_resp, hs_unanswered, dr_
     dr_pend, dr_max_hdr, p_ex, p_head, p_connect, p_req_done, p_resp_done, p_resolved,
     x_status, x_ts_response, x_response_head, x_resp_connection, x_set_cookie,
     x_ts_response_end, x_response_body_bytes, x_gap, hs_conn_id, hs_requests, hs_pipelined,
-    hs_depth, hs_open, q_pipe, q_replaying, q_last_rest, q_last_info, x_ts_request_end;
+    hs_depth, hs_open, q_pipe, q_replaying, q_last_rest, q_last_info, x_ts_request_end,
+    q_start_line, dr_buf, dr_scan;
 static PyObject *H_http1, *H_close, *H_keepalive, *H_connection, *H_setcookie,
     *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1, *H_append, *H_v11, *H_v10, *H_zero;
 static int http_ready = 0;
@@ -1376,7 +1377,9 @@ static PyObject *setup_http(PyObject *self, PyObject *args)
         || slot(t[0], "pipelined", &hs_pipelined) || slot(t[0], "_depth", &hs_depth)
         || slot(t[0], "_open", &hs_open)
         || slot(t[5], "pipe", &q_pipe) || slot(t[5], "replaying", &q_replaying)
-        || slot(t[5], "last_rest", &q_last_rest) || slot(t[5], "last_info", &q_last_info))
+        || slot(t[5], "last_rest", &q_last_rest) || slot(t[5], "last_info", &q_last_info)
+        || slot(t[5], "start_line", &q_start_line) || slot(t[1], "buf", &dr_buf)
+        || slot(t[1], "scan", &dr_scan))
         return NULL;
     if ((!H_http1 && !(H_http1 = PyUnicode_InternFromString("http/1")))
         || (!H_close && !(H_close = PyUnicode_InternFromString("close")))
@@ -1673,15 +1676,18 @@ static PyObject *http_resp(PyObject *self, PyObject *args)
 
 
 /* ------------------------------------------------------------------------------------
- * HTTP/1 requests: what HttpStream.feed does with the commonest request segment, in C.
+ * HTTP/1 requests: what HttpStream.feed does with the commonest request segments, in C.
  *
- * http_req(stream, ts, bytes): a segment that is exactly one whole request head, between
- * messages, with a request line parse_request_line's split path reads (three parts, a
- * letters-only method, HTTP/1.0 or 1.1), no body (no Transfer-Encoding, Content-Length
- * absent or 0), no Upgrade and not CONNECT: what DirectionReader.feed, RequestReader
- * ._start, ._on_head and ._request do (one HttpExchange and its Pending, made by calling
- * their classes; the header fields read by parser._request_info_of unless they are those
- * of the previous request). True when done; else nothing changed, False.
+ * http_req(stream, ts, bytes) takes, of a request without a body (no Transfer-Encoding,
+ * Content-Length absent or 0), no Upgrade and not CONNECT:
+ * - a segment that is exactly its whole head, between messages, with a request line
+ *   parse_request_line's split path reads (three parts, a letters-only method, HTTP/1.0
+ *   or 1.1): what DirectionReader.feed, RequestReader._start, ._on_head and ._request do;
+ * - the segment that ends a head whose request line came in an earlier one (and was read
+ *   then, in Python): what DirectionReader._head, ._on_head and ._request do.
+ * One HttpExchange and its Pending are made by calling their classes; the header fields
+ * are read by parser._request_info_of unless they are those of the previous request.
+ * True when done; else nothing changed, False.
  */
 
 /* the method, target and version of a request line d[0:nl] (parse_request_line's split
@@ -1712,49 +1718,63 @@ static int split_request_line(const char *d, Py_ssize_t nl, Py_ssize_t *sp1, Py_
     return 1;
 }
 
-static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n)
+/* The fields of a request reader both request cases read, checked. */
+struct reqctx {
+    PyObject *rd, *gapped, *resynced, *rest, *info, *u, *op, *proto, *cid;
+    long long state, max_hdr;
+};
+
+static int req_ctx(PyObject *st, struct reqctx *c)
 {
     int ok = 1;
-    if (!http_ready || Py_TYPE(st) != T_hstream || n <= 0)
+    if (!http_ready || Py_TYPE(st) != T_hstream)
         return 0;
-    PyObject *rd = SLOT(st, hs_req), *resp = SLOT(st, hs_resp);
-    if (rd == NULL || Py_TYPE(rd) != T_qreader || resp == NULL || Py_TYPE(resp) != T_rreader)
+    PyObject *rd = c->rd = SLOT(st, hs_req);
+    if (rd == NULL || Py_TYPE(rd) != T_qreader)
         return 0;
-    long long state = slot_ll(SLOT(rd, dr_state), &ok);
-    long long max_hdr = slot_ll(SLOT(rd, dr_max_hdr), &ok);
-    PyObject *gapped = SLOT(rd, dr_gapped), *resynced = SLOT(rd, dr_resynced);
-    PyObject *replaying = SLOT(rd, q_replaying), *rest = SLOT(rd, q_last_rest);
-    PyObject *info = SLOT(rd, q_last_info), *rpend = SLOT(resp, dr_pend);
-    PyObject *u = SLOT(st, hs_unanswered), *op = SLOT(st, hs_open);
-    PyObject *proto = SLOT(st, hs_protocol), *cid = SLOT(st, hs_conn_id);
-    if (!ok || state != 0 || d[0] == '\r' || d[0] == '\n' || max_hdr < 1
-        || (gapped != Py_True && gapped != Py_False)
-        || (resynced != Py_True && resynced != Py_False)
-        || (replaying != Py_True && replaying != Py_False) || rest == NULL
-        || !PyUnicode_CheckExact(rest) || PyUnicode_KIND(rest) != PyUnicode_1BYTE_KIND
-        || info == NULL || rpend == NULL || u == NULL || op == NULL || proto == NULL
-        || !PyUnicode_CheckExact(proto) || cid == NULL || SLOT(rd, dr_pend) == NULL
-        || !IS_SET_INT(SLOT(st, hs_requests)) || !IS_SET_INT(SLOT(st, hs_pipelined))
-        || !IS_SET_INT(SLOT(st, hs_depth)))
-        return 0;
-    /* exactly one whole head */
-    if (find_head_end(d, n < max_hdr ? n : (Py_ssize_t)max_hdr) != n)
-        return 0;
-    const char *lf = memchr(d, '\n', (size_t)n);
-    Py_ssize_t nl = lf - d, sp1, sp2;
-    int v10;
-    if (!split_request_line(d, nl, &sp1, &sp2, &v10) || (sp1 == 7 && memcmp(d, "CONNECT", 7) == 0))
-        return 0;
-    PyObject *text = PyUnicode_DecodeLatin1(d, n, NULL);
-    if (text == NULL)
-        return -1;
+    c->state = slot_ll(SLOT(rd, dr_state), &ok);
+    c->max_hdr = slot_ll(SLOT(rd, dr_max_hdr), &ok);
+    c->gapped = SLOT(rd, dr_gapped);
+    c->resynced = SLOT(rd, dr_resynced);
+    c->rest = SLOT(rd, q_last_rest);
+    c->info = SLOT(rd, q_last_info);
+    c->u = SLOT(st, hs_unanswered);
+    c->op = SLOT(st, hs_open);
+    c->proto = SLOT(st, hs_protocol);
+    c->cid = SLOT(st, hs_conn_id);
+    return ok && c->max_hdr >= 1 && (c->gapped == Py_True || c->gapped == Py_False)
+        && (c->resynced == Py_True || c->resynced == Py_False) && c->rest != NULL
+        && PyUnicode_CheckExact(c->rest) && PyUnicode_KIND(c->rest) == PyUnicode_1BYTE_KIND
+        && c->info != NULL && c->u != NULL && c->op != NULL && c->proto != NULL
+        && PyUnicode_CheckExact(c->proto) && c->cid != NULL && SLOT(rd, dr_pend) != NULL
+        && IS_SET_INT(SLOT(st, hs_requests)) && IS_SET_INT(SLOT(st, hs_pipelined))
+        && IS_SET_INT(SLOT(st, hs_depth));
+}
+
+/* RequestReader._on_head and ._request for the whole head ``d`` (n bytes, the request
+ * line ending at nl), the request line read into method, uri and version (new
+ * references, taken), sent at msg_ts: 1 done, 0 declined (nothing changed), -1 error */
+static int req_finish(PyObject *st, struct reqctx *c, PyObject *ts, const char *d,
+                      Py_ssize_t n, Py_ssize_t nl, PyObject *method, PyObject *uri,
+                      PyObject *version, int pipe, PyObject *msg_ts)
+{
+    PyObject *rd = c->rd, *info = c->info, *text = NULL, *ex = NULL, *pend = NULL;
+    PyObject *newrest = NULL;
     int result = 0;
-    PyObject *method = NULL, *uri = NULL, *ex = NULL, *pend = NULL, *newrest = NULL;
+    Py_INCREF(info);
+    if (method == NULL || uri == NULL || version == NULL)
+        goto fail;
+    PyUnicode_InternInPlace(&method);
+    PyUnicode_InternInPlace(&version);
+    if (PyUnicode_CompareWithASCIIString(method, "CONNECT") == 0)
+        goto out;
+    int v10 = PyUnicode_CompareWithASCIIString(version, "HTTP/1.0") == 0;
+    if ((text = PyUnicode_DecodeLatin1(d, n, NULL)) == NULL)
+        goto fail;
     /* the fields: those of the previous request when the text after the request line is
        the same (parse_fields reads nothing before the first "\n"), else read */
-    Py_INCREF(info);
-    Py_ssize_t rlen = PyUnicode_GET_LENGTH(rest);
-    if (rlen != n - nl || memcmp(PyUnicode_1BYTE_DATA(rest), d + nl, (size_t)rlen) != 0) {
+    Py_ssize_t rlen = PyUnicode_GET_LENGTH(c->rest);
+    if (rlen != n - nl || memcmp(PyUnicode_1BYTE_DATA(c->rest), d + nl, (size_t)rlen) != 0) {
         Py_SETREF(info, PyObject_CallOneArg(F_info_of, text));
         if (info == NULL || (newrest = PyUnicode_Substring(text, nl, n)) == NULL)
             goto fail;
@@ -1779,57 +1799,41 @@ static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n
     }
     if (conn == Py_None)
         conn = v10 ? H_close : H_keepalive;
-    /* -- what RequestReader._start, _on_head and _request do -- */
-    Py_ssize_t waiting = PyObject_Length(u);
-    if (waiting < 0)
-        goto fail;
-    int pipe = replaying == Py_True || waiting > 0 || rpend != Py_None;
-    method = PyUnicode_DecodeLatin1(d, sp1, NULL);
-    uri = PyUnicode_DecodeLatin1(d + sp1 + 1, sp2 - sp1 - 1, NULL);
-    if (method == NULL || uri == NULL)
-        goto fail;
-    PyUnicode_InternInPlace(&method);
+    /* -- what RequestReader._request does -- */
     PyObject *depth = PyNumber_Add(SLOT(st, hs_depth), ONE);
     if (depth == NULL)
         goto fail;
-    PyObject *argv[23] = {cid, depth, method, uri, v10 ? H_v10 : H_v11,
-                          PyTuple_GET_ITEM(info, 0), ts, Py_None, Py_None, Py_None, Py_None,
-                          H_zero, H_zero, conn, Py_None, PyTuple_GET_ITEM(info, 1), Py_None,
+    PyObject *argv[23] = {c->cid, depth, method, uri, version, PyTuple_GET_ITEM(info, 0),
+                          msg_ts, Py_None, Py_None, Py_None, Py_None, H_zero, H_zero, conn,
+                          Py_None, PyTuple_GET_ITEM(info, 1), Py_None,
                           PyTuple_GET_ITEM(info, 2), PyTuple_GET_ITEM(info, 3),
                           pipe ? Py_True : Py_False, H_zero,
-                          gapped == Py_True || resynced == Py_True ? Py_True : Py_False, text};
+                          c->gapped == Py_True || c->resynced == Py_True ? Py_True : Py_False,
+                          text};
     ex = PyObject_Vectorcall((PyObject *)T_exchange, argv, 23, NULL);
-    if (ex == NULL) {
-        Py_DECREF(depth);
-        goto fail;
-    }
     PyObject *pargs[3] = {ex, method, upgrade};
-    pend = PyObject_Vectorcall((PyObject *)T_pending, pargs, 3, NULL);
-    if (pend == NULL || Py_TYPE(pend) != T_pending || Py_TYPE(ex) != T_exchange) {
-        Py_DECREF(depth);
-        goto fail;
-    }
-    PyObject *r1 = PyObject_CallMethodOneArg(op, H_append, pend);
-    PyObject *r2 = r1 ? PyObject_CallMethodOneArg(u, H_append, pend) : NULL;
+    if (ex != NULL)
+        pend = PyObject_Vectorcall((PyObject *)T_pending, pargs, 3, NULL);
+    PyObject *r1 = pend != NULL ? PyObject_CallMethodOneArg(c->op, H_append, pend) : NULL;
+    PyObject *r2 = r1 != NULL ? PyObject_CallMethodOneArg(c->u, H_append, pend) : NULL;
     Py_XDECREF(r1);
     Py_XDECREF(r2);
-    if (r2 == NULL) {
+    if (r2 == NULL || Py_TYPE(pend) != T_pending || Py_TYPE(ex) != T_exchange) {
         Py_DECREF(depth);
         goto fail;
     }
     slot_set(st, hs_depth, depth);
     if (slot_add(st, hs_requests, ONE) < 0 || (pipe && slot_add(st, hs_pipelined, ONE) < 0))
         goto fail;
-    if (PyUnicode_CompareWithASCIIString(proto, "unknown") == 0)
+    if (PyUnicode_CompareWithASCIIString(c->proto, "unknown") == 0)
         slot_set_obj(st, hs_protocol, H_http1);
     if (newrest != NULL) {
         slot_set_obj(rd, q_last_info, info);
         slot_set_obj(rd, q_last_rest, newrest);
     }
-    slot_set_obj(rd, q_pipe, pipe ? Py_True : Py_False);
+    if (slot_set_ll(rd, dr_state, 0) < 0)         /* IDLE: the request is whole */
+        goto fail;
     slot_set_obj(rd, dr_last_ts, ts);
-    slot_set_obj(rd, dr_msg_ts, ts);
-    slot_set_obj(rd, dr_nl, H_minus1);
     slot_set_obj(rd, dr_resynced, Py_False);
     slot_set_obj(rd, dr_gapped, Py_False);
     slot_set_obj(rd, dr_pend, Py_None);
@@ -1840,14 +1844,94 @@ static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n
 fail:
     result = -1;
 out:
+    Py_XDECREF(method);
+    Py_XDECREF(uri);
+    Py_XDECREF(version);
     Py_XDECREF(text);
     Py_XDECREF(info);
     Py_XDECREF(newrest);
-    Py_XDECREF(method);
-    Py_XDECREF(uri);
     Py_XDECREF(ex);
     Py_XDECREF(pend);
     return result;
+}
+
+/* where the empty line ending a header block in d[start:lim] ends, or -1 */
+static Py_ssize_t head_end_from(const char *d, Py_ssize_t start, Py_ssize_t lim)
+{
+    Py_ssize_t e = find_head_end(d + start, lim - start);
+    return e < 0 ? -1 : start + e;
+}
+
+static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n)
+{
+    struct reqctx c;
+    if (n <= 0 || !req_ctx(st, &c))
+        return 0;
+    PyObject *rd = c.rd;
+    if (c.state == 0) {
+        /* IDLE: the segment is exactly one whole head (RequestReader._start first) */
+        PyObject *resp = SLOT(st, hs_resp), *replaying = SLOT(rd, q_replaying);
+        PyObject *rpend = resp != NULL && Py_TYPE(resp) == T_rreader ? SLOT(resp, dr_pend)
+                          : NULL;
+        if (rpend == NULL || (replaying != Py_True && replaying != Py_False)
+            || d[0] == '\r' || d[0] == '\n'
+            || find_head_end(d, n < c.max_hdr ? n : (Py_ssize_t)c.max_hdr) != n)
+            return 0;
+        Py_ssize_t nl = (const char *)memchr(d, '\n', (size_t)n) - d, sp1, sp2;
+        int v10;
+        if (!split_request_line(d, nl, &sp1, &sp2, &v10))
+            return 0;
+        Py_ssize_t waiting = PyObject_Length(c.u);
+        if (waiting < 0)
+            return -1;
+        int pipe = replaying == Py_True || waiting > 0 || rpend != Py_None;
+        int done = req_finish(st, &c, ts, d, n, nl, PyUnicode_DecodeLatin1(d, sp1, NULL),
+                              PyUnicode_DecodeLatin1(d + sp1 + 1, sp2 - sp1 - 1, NULL),
+                              Py_NewRef(v10 ? H_v10 : H_v11), pipe, ts);
+        if (done == 1) {        /* _start's fields */
+            slot_set_obj(rd, q_pipe, pipe ? Py_True : Py_False);
+            slot_set_obj(rd, dr_msg_ts, ts);
+            slot_set_obj(rd, dr_nl, H_minus1);
+        }
+        return done;
+    }
+    if (c.state != 1)
+        return 0;
+    /* HEAD: the rest of a head whose request line came before (DirectionReader._head,
+       then _on_head with the start line read then); the segment must end the head */
+    PyObject *buf = SLOT(rd, dr_buf), *sl = SLOT(rd, q_start_line);
+    PyObject *pipe = SLOT(rd, q_pipe), *msg_ts = SLOT(rd, dr_msg_ts);
+    int ok = 1;
+    long long nlv = slot_ll(SLOT(rd, dr_nl), &ok), scan = slot_ll(SLOT(rd, dr_scan), &ok);
+    if (!ok || buf == NULL || !PyByteArray_CheckExact(buf) || nlv < 0 || sl == NULL
+        || !PyTuple_CheckExact(sl) || PyTuple_GET_SIZE(sl) != 3 || msg_ts == NULL
+        || (pipe != Py_True && pipe != Py_False))
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(sl, i)))
+            return 0;
+    Py_ssize_t old = PyByteArray_GET_SIZE(buf), total = old + n;
+    if (old < 1 || total > c.max_hdr || nlv >= old)
+        return 0;
+    char *all = PyMem_Malloc((size_t)total);
+    if (all == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(all, PyByteArray_AS_STRING(buf), (size_t)old);
+    memcpy(all + old, d, (size_t)n);
+    int done = 0;
+    if (head_end_from(all, scan > 2 ? (scan - 2 < old ? scan - 2 : old) : 0, total) == total) {
+        Py_INCREF(msg_ts);          /* the slot may be replaced while it is read */
+        done = req_finish(st, &c, ts, all, total, (Py_ssize_t)nlv,
+                          Py_NewRef(PyTuple_GET_ITEM(sl, 0)), Py_NewRef(PyTuple_GET_ITEM(sl, 1)),
+                          Py_NewRef(PyTuple_GET_ITEM(sl, 2)), pipe == Py_True, msg_ts);
+        Py_DECREF(msg_ts);
+        if (done == 1 && PyByteArray_Resize(buf, 0) < 0)
+            done = -1;
+    }
+    PyMem_Free(all);
+    return done;
 }
 
 PyDoc_STRVAR(http_req_doc,

@@ -920,9 +920,9 @@ def _both_ways(feeds: list[tuple[str, int, "bytes | int"]]) -> None:
     assert got[0] == got[1]
 
 
-def _c_takes(name: str, events: list[tuple[str, int, "bytes | int"]]) -> bool:
-    """Did the C function parser.<name> (_C_REQ or _C_RESP) take the first segment it was
-    offered in these events?"""
+def _c_takes(name: str, events: list[tuple[str, int, "bytes | int"]]) -> list[bool]:
+    """Which of the segments offered to the C function parser.<name> (_C_REQ or _C_RESP)
+    in these events did it take?"""
     import pcapstats.http.parser as parser
     fast = getattr(parser, name)
     taken = []
@@ -937,7 +937,7 @@ def _c_takes(name: str, events: list[tuple[str, int, "bytes | int"]]) -> bool:
         run(events)
     finally:
         setattr(parser, name, fast)
-    return taken[0]
+    return taken
 
 
 _EXTRA_RESPONSES = [  # (response, whether the C path takes it whole after a GET)
@@ -999,33 +999,43 @@ def test_c_responses_each_case(resp: bytes, plain: bool) -> None:
             feeds: list[tuple[str, int, "bytes | int"]] = [("c", 1, req)] + [
                 ("s", 2 + i, p) for i, p in enumerate((resp[:cut], resp[cut:])) if p]
             _both_ways(feeds)
-    assert _c_takes("_C_RESP", [("c", 1, GET), ("s", 2, resp)]) == plain
+    assert _c_takes("_C_RESP", [("c", 1, GET), ("s", 2, resp)])[0] == plain
 
 
-_REQUESTS_C = [  # (request, whether the C path takes it whole, between messages)
-    (GET, True), (b"GET / HTTP/1.0\r\n\r\n", True), (b"HEAD /h HTTP/1.1\nHost: a\n\n", True),
-    (b"get /lower HTTP/1.1\r\nContent-Length: 0\r\n\r\n", True),
-    (b"GET /x HTTP/1.1\r\nHost: \xe9\r\nX-\xe9: 1\r\nConnection: close\r\n\r\n", True),
-    (b"GET /a\rb HTTP/1.1\r\n\r\n", True),
-    (b"CONNECT h:443 HTTP/1.1\r\n\r\n", False),
-    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", False),
-    (b"GET  / HTTP/1.1\r\n\r\n", False), (b"GET /\tx HTTP/1.1\r\n\r\n", False),
-    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", False),
-    (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", False),
-    (b"GET / HTTP/2.0\r\n\r\n", False), (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", False),
-    (GET + GET, False), (b"GET / HTTP/1.1\r\nHost: a\r\n", False),
-    (b"G3T / HTTP/1.1\r\n\r\n", False), (b"\r\n" + GET, False),
+_REQUESTS_C = [  # (request, whether the C path takes it whole between messages, and the
+    #              rest of it after its first line: a head whose start line was read)
+    (GET, True, True), (b"GET / HTTP/1.0\r\n\r\n", True, True),
+    (b"HEAD /h HTTP/1.1\nHost: a\n\n", True, True),
+    (b"get /lower HTTP/1.1\r\nContent-Length: 0\r\n\r\n", True, True),
+    (b"GET /x HTTP/1.1\r\nHost: \xe9\r\nX-\xe9: 1\r\nConnection: close\r\n\r\n", True, True),
+    (b"GET /a\rb HTTP/1.1\r\n\r\n", True, True),
+    # the request line read by the regular expression, not the split path
+    (b"GET  / HTTP/1.1\r\n\r\n", False, True), (b"GET /\tx HTTP/1.1\r\n\r\n", False, True),
+    (b"G3T / HTTP/1.1\r\n\r\n", False, True),
+    (b"\r\n" + GET, False, True),       # (cut after the CRLF: the rest is a whole head)
+    (b"CONNECT h:443 HTTP/1.1\r\n\r\n", False, False),
+    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", False, False),
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", False, False),
+    (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", False, False),
+    (b"GET / HTTP/2.0\r\n\r\n", False, False), (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", False, False),
+    (GET + GET, False, False), (b"GET / HTTP/1.1\r\nHost: a\r\n", False, False),
 ]
 
 
-@pytest.mark.parametrize("req, plain", _REQUESTS_C)
-def test_c_requests_each_case(req: bytes, plain: bool) -> None:
+@pytest.mark.parametrize("req, plain, completes", _REQUESTS_C)
+def test_c_requests_each_case(req: bytes, plain: bool, completes: bool) -> None:
     """Each request, whole and cut, alone, answered, repeated (its fields then read from
     the previous request's) and after a gap: the same both ways; the C path takes the
-    plain ones (one whole head, no body, not CONNECT or Upgrade)."""
+    plain ones (one whole head, no body, not CONNECT or Upgrade), and the segment that
+    completes a plain head whose request line came before."""
     for cut in (0, 1, req.find(b"\n") + 1, len(req) - 1):
         pieces = [p for p in (req[:cut], req[cut:]) if p]
         feeds: list[tuple[str, int, "bytes | int"]] = [("c", 1 + i, p) for i, p in enumerate(pieces)]
         _both_ways(feeds + [("s", 5, OK5), ("c", 6, req), ("c", 7, req), ("s", 8, OK5 + OK5)])
         _both_ways([("gc", 1, 7), ("c", 2, req), ("s", 3, OK5), ("gs", 4, 0), ("c", 5, req)])
-    assert _c_takes("_C_REQ", [("c", 1, req)]) == plain
+    assert _c_takes("_C_REQ", [("c", 1, req)])[0] == plain
+    # cut after the request line: the rest of the head completes it (in C when plain)
+    line = req.find(b"\n") + 1
+    if 0 < line < len(req):
+        assert _c_takes("_C_REQ", [("c", 1, req[:line]), ("c", 2, req[line:])])[:2] == \
+            [False, completes]
