@@ -204,6 +204,12 @@ def test_persistence_invariants(reqs: list[RequestView]) -> None:
                   result.by_client_ip.sessions_ratio, result.by_client_ip.requests_ratio):
         assert 0 <= ratio.numerator <= ratio.denominator
         assert (ratio.value is None) == (ratio.denominator == 0)
+    # the client-IP ratios, counted without records, equal those of the full session
+    # records with each client IP as the session key
+    as_sessions = compute_persistence([r._replace(session=r.client_ip) for r in reqs])
+    assert result.by_client_ip.groups == len(as_sessions.sessions)
+    assert (result.by_client_ip.sessions_ratio, result.by_client_ip.requests_ratio) == \
+        (as_sessions.persistence_ratio_sessions, as_sessions.persistence_ratio_requests)
 
 
 # --------------------------------------------------------------------------- figures / reuse

@@ -156,7 +156,8 @@ def attribute(conns: list[dict], reqs: RequestTable,
             c["side"] = ""
     ex = reqs.exchanges
     n = len(ex)
-    side = reqs.side = [conn_by_id[e.conn_id]["side"] for e in ex]
+    side = reqs.side = ([conn_by_id[e.conn_id]["side"] for e in ex] if roles.two_sided
+                        else [""] * n)
     health, backend, session = reqs.health_check, reqs.backend, reqs.session
     server_of: dict[int, str] = {}      # conn_id -> "ip:port" of its server
 
@@ -168,8 +169,8 @@ def attribute(conns: list[dict], reqs: RequestTable,
         return hp
 
     # 1. both sides of a proxy: match client requests to forwarded ones
-    client_side = [i for i in range(n) if side[i] == "client"]
-    backend_side = [i for i in range(n) if side[i] == "backend"]
+    client_side = [i for i in range(n) if side[i] == "client"] if roles.two_sided else []
+    backend_side = [i for i in range(n) if side[i] == "backend"] if roles.two_sided else []
     match_stats = None
     if client_side and backend_side:
         # the proxy dispatched a connection's first request when it began to connect
@@ -289,7 +290,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
     sides: dict[str, Any] = {}
     per_conn = Counter(map(_CONN_ID, ex) if not any(health)
                        else (e.conn_id for e, h in zip(ex, health) if not h))
-    for side in ("client", "backend"):
+    for side in ("client", "backend") if roles.two_sided else ():
         counts = [per_conn.get(c["conn_id"], 0) for c in conns if c["side"] == side]
         if counts:
             fig = reuse_figures(counts)
@@ -306,7 +307,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
     backend_conns: dict[str, int] = {}
     for c in conns:
         if per_conn.get(c["conn_id"]) and (c["side"] == "backend" or not roles.two_sided):
-            hp = _hostport(c["server_ip"], c["server_port"])
+            hp = server(c["conn_id"])
             backend_conns[hp] = backend_conns.get(hp, 0) + 1
     total_known = sum(b.requests for b in result.backends)
     backend_rows = []

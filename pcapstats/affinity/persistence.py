@@ -283,10 +283,29 @@ def _sessions(ordered: Sequence[RequestView], key: str) -> tuple[list[SessionRec
     return records, breaks
 
 
+def _group_ratios(ordered: Sequence[RequestView], key: str) -> GroupRatios:
+    """`_ratios` of `_sessions` without making the records and breaks: a group's known
+    requests, whether they reached one backend, and its primary backend's count (the
+    most used one's; which one wins a tie does not change the count)."""
+    groups = _group(ordered, key)
+    eligible = persistent = primary = known = 0
+    for group in groups.values():
+        uses = Counter(map(_BACKEND, group))
+        uses.pop(None, None)
+        k = sum(uses.values())
+        if k >= 2:
+            eligible += 1
+            persistent += len(uses) == 1
+            primary += max(uses.values())
+            known += k
+    return GroupRatios(key=key, groups=len(groups), eligible_groups=eligible,
+                       sessions_ratio=Ratio(persistent, eligible),
+                       requests_ratio=Ratio(primary, known))
+
+
 def group_by_client_ip(reqs: Iterable[RequestView]) -> GroupRatios:
     """The two persistence ratios taking each client IP as one session (all requests)."""
-    records, _breaks = _sessions(_order(reqs), "client_ip")
-    return _ratios("client_ip", records)
+    return _group_ratios(_order(reqs), "client_ip")
 
 
 def compute_persistence(reqs: Iterable[RequestView]) -> PersistenceResult:
@@ -309,7 +328,6 @@ def compute_persistence(reqs: Iterable[RequestView]) -> PersistenceResult:
     for brk in breaks:
         causes[brk.cause] += 1
 
-    client_records, _client_breaks = _sessions(ordered, "client_ip")
     return PersistenceResult(
         sessions=sessions,
         breaks=breaks,
@@ -317,7 +335,7 @@ def compute_persistence(reqs: Iterable[RequestView]) -> PersistenceResult:
         persistence_ratio_requests=by_session.requests_ratio,
         backends=backends,
         load_evenness=evenness([b.requests for b in backends]),
-        by_client_ip=_ratios("client_ip", client_records),
+        by_client_ip=_group_ratios(ordered, "client_ip"),
         requests=len(ordered),
         requests_without_session=list(map(_SESSION, ordered)).count(None),
         requests_unknown_backend=unknown_backend,
