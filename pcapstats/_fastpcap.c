@@ -221,16 +221,30 @@ fail:
 
 #define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
-static PyTypeObject *T_conn, *T_half, *T_zeek, *T_app, *T_http, *T_reader;
+static PyTypeObject *T_conn, *T_half, *T_zeek, *T_app;
 static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, c_packets_client,
     c_packets_server, c_cstream, c_sstream, c_zeek, c_done, c_hs_step, c_oriented, c_consumer,
     c_synack, c_syn, c_hs_ack, c_hs_complete, c_syn_ts, c_rtt, c_teardown_acks, c_isn_server,
     c_fin_client, c_fin_server, c_closed_by, c_close_ts, z_order_ok, z_synack_first, h_next_seq,
     h_offset, h_pending, h_fin_seq, h_fin_acked, h_from_client, z_orig, z_resp, z_seen, z_hist,
-    a_impl, s_req, s_resp, r_state, r_remaining, r_body, r_last_ts;
+    a_impl;
 static PyObject *L_A, *L_D, *L_a, *L_d, *L_H, *L_h, *L_F, *L_f, *S_client, *S_server, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
     *S_feed, *S_factory, *S_linger, *ONE;
 static int lane_ready = 0;
+/* the HTTP classes and their slots, found by setup_http() (further down); the lane takes
+ * an HTTP body's bytes itself, and gives the common heads to http_req/http_resp */
+static PyTypeObject *T_hstream, *T_dreader, *T_rreader, *T_pending, *T_exchange, *T_qreader;
+static PyObject *F_info_of;    /* parser._request_info_of */
+static Py_ssize_t hs_protocol, hs_responses, hs_req, hs_resp, hs_unanswered, dr_state,
+    dr_last_ts, dr_msg_ts, dr_nl, dr_remaining, dr_body, dr_chunked, dr_gapped, dr_resynced,
+    dr_pend, dr_max_hdr, p_ex, p_head, p_connect, p_req_done, p_resp_done, p_resolved,
+    x_status, x_ts_response, x_response_head, x_resp_connection, x_set_cookie,
+    x_ts_response_end, x_response_body_bytes, x_gap, hs_conn_id, hs_requests, hs_pipelined,
+    hs_depth, hs_open, q_pipe, q_replaying, q_last_rest, q_last_info, x_ts_request_end,
+    q_start_line, dr_buf, dr_scan;
+static PyObject *H_http1, *H_close, *H_keepalive, *H_connection, *H_setcookie,
+    *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1, *H_append, *H_v11, *H_v10, *H_zero;
+static int http_ready = 0;     /* http_req and http_resp on */
 
 static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
 {
@@ -249,16 +263,16 @@ static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
 }
 
 PyDoc_STRVAR(setup_lane_doc,
-"setup_lane(Connection, HalfStream, ZeekState, AppStream, HttpStream, DirectionReader)\n\n"
-"Find the slot offsets lane() uses; call once.");
+"setup_lane(Connection, HalfStream, ZeekState, AppStream)\n\n"
+"Find the slot offsets lane() uses; call once (after setup_http(), which finds the HTTP\n"
+"classes' offsets: without it the lane hands every payload to AppStream.data).");
 
 static PyObject *setup_lane(PyObject *self, PyObject *args)
 {
-    PyTypeObject *t[6];
+    PyTypeObject *t[4];
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!", &PyType_Type, &t[0], &PyType_Type, &t[1],
-                          &PyType_Type, &t[2], &PyType_Type, &t[3], &PyType_Type, &t[4],
-                          &PyType_Type, &t[5]))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyType_Type, &t[0], &PyType_Type, &t[1],
+                          &PyType_Type, &t[2], &PyType_Type, &t[3]))
         return NULL;
     lane_ready = 0;         /* the offsets below are rewritten one by one: no lane until all are */
     if (slot(t[0], "client_ip", &c_client_ip) || slot(t[0], "client_port", &c_client_port)
@@ -283,10 +297,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || slot(t[1], "from_client", &h_from_client) || slot(t[1], "fin_acked", &h_fin_acked)
         || slot(t[2], "orig", &z_orig) || slot(t[2], "resp", &z_resp)
         || slot(t[2], "seen", &z_seen) || slot(t[2], "hist", &z_hist)
-        || slot(t[3], "impl", &a_impl)
-        || slot(t[4], "_req", &s_req) || slot(t[4], "_resp", &s_resp)
-        || slot(t[5], "state", &r_state) || slot(t[5], "remaining", &r_remaining)
-        || slot(t[5], "body", &r_body) || slot(t[5], "last_ts", &r_last_ts))
+        || slot(t[3], "impl", &a_impl))
         return NULL;
     /* each made once; a failure part-way leaves the rest to the next call */
     if ((!L_A && !(L_A = PyUnicode_InternFromString("A")))
@@ -310,11 +321,10 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || (!S_linger && !(S_linger = PyUnicode_InternFromString("linger_ns")))
         || (!ONE && !(ONE = PyLong_FromLong(1))))
         return NULL;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 4; i++)
         Py_INCREF(t[i]);
-    Py_XDECREF(T_conn); Py_XDECREF(T_half); Py_XDECREF(T_zeek);
-    Py_XDECREF(T_app); Py_XDECREF(T_http); Py_XDECREF(T_reader);
-    T_conn = t[0]; T_half = t[1]; T_zeek = t[2]; T_app = t[3]; T_http = t[4]; T_reader = t[5];
+    Py_XDECREF(T_conn); Py_XDECREF(T_half); Py_XDECREF(T_zeek); Py_XDECREF(T_app);
+    T_conn = t[0]; T_half = t[1]; T_zeek = t[2]; T_app = t[3];
     lane_ready = 1;
     Py_RETURN_NONE;
 }
@@ -345,6 +355,22 @@ static void slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
     PyObject *old = SLOT(obj, off);
     SLOT(obj, off) = value;
     Py_XDECREF(old);
+}
+
+/* set a slot to an int (-1 on error) */
+static int slot_set_ll(PyObject *obj, Py_ssize_t off, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    if (o == NULL)
+        return -1;
+    slot_set(obj, off, o);
+    return 0;
+}
+
+static void slot_set_obj(PyObject *obj, Py_ssize_t off, PyObject *v)
+{
+    Py_INCREF(v);
+    slot_set(obj, off, v);
 }
 
 static int slot_add(PyObject *obj, Py_ssize_t off, PyObject *amount)
@@ -482,8 +508,8 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         || SLOT(conn, c_synack) == NULL || SLOT(conn, c_syn) == NULL
         || SLOT(mine, h_from_client) == NULL)
         goto out;
-    /* Zeek (ZeekState.packet for an ACK without SYN, FIN or RST): the segment's letter is
-     * recorded below if new; an INACTIVE endpoint becomes PARTIAL, one in the handshake
+    /* Zeek (ZeekState.packet): the segment's letter is recorded below if new; for an ACK
+     * (with a FIN too) an INACTIVE endpoint becomes PARTIAL, one in the handshake
      * (SYN_SENT, SYN_ACK_SENT) ESTABLISHED, and then so does its peer if in the handshake */
     long long zme = slot_ll(SLOT(zeek, from_client ? z_orig : z_resp), &ok);
     long long zpeer = slot_ll(SLOT(zeek, from_client ? z_resp : z_orig), &ok);
@@ -525,13 +551,12 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     if (syn && SLOT(mine, h_next_seq) == NULL)
         goto out;
     /* a FIN: the connection closes in packet() when the peer has sent one too */
-    PyObject *fin_mine = NULL;
     if (fin) {
-        PyObject *theirs = SLOT(conn, from_client ? c_fin_server : c_fin_client);
-        fin_mine = SLOT(conn, from_client ? c_fin_client : c_fin_server);
         PyObject *cb = SLOT(conn, c_closed_by);
-        if (!IS_SET_INT(fin_mine) || slot_ll(theirs, &ok) != 0 || !ok || cb == NULL || !PyUnicode_CheckExact(cb)
-            || SLOT(conn, c_close_ts) == NULL || SLOT(mine, h_fin_seq) == NULL)
+        if (!IS_SET_INT(SLOT(conn, from_client ? c_fin_client : c_fin_server))
+            || slot_ll(SLOT(conn, from_client ? c_fin_server : c_fin_client), &ok) != 0 || !ok
+            || cb == NULL || !PyUnicode_CheckExact(cb) || SLOT(conn, c_close_ts) == NULL
+            || SLOT(mine, h_fin_seq) == NULL)
             goto out;
     }
     PyObject *syn_ts = SLOT(conn, c_syn_ts);
@@ -615,14 +640,14 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
     if (n && Py_TYPE(sink) == T_app) {
         PyObject *impl = SLOT(sink, a_impl);
         PyObject *fc = SLOT(mine, h_from_client);
-        if (impl != NULL && Py_TYPE(impl) == T_http && (fc == Py_True || fc == Py_False)) {
-            rd = SLOT(impl, fc == Py_True ? s_req : s_resp);
-            if (rd == NULL || !PyObject_TypeCheck(rd, T_reader)
-                || slot_ll(SLOT(rd, r_state), &ok) != 2 || !ok)
+        if (impl != NULL && Py_TYPE(impl) == T_hstream && (fc == Py_True || fc == Py_False)) {
+            rd = SLOT(impl, fc == Py_True ? hs_req : hs_resp);
+            if (rd == NULL || !PyObject_TypeCheck(rd, T_dreader)
+                || slot_ll(SLOT(rd, dr_state), &ok) != 2 || !ok)
                 rd = NULL;
             else {
-                remaining = slot_ll(SLOT(rd, r_remaining), &ok);
-                if (!ok || remaining <= n || SLOT(rd, r_body) == NULL)
+                remaining = slot_ll(SLOT(rd, dr_remaining), &ok);
+                if (!ok || remaining <= n || SLOT(rd, dr_body) == NULL)
                     rd = NULL;
             }
             Py_XINCREF(rd);
@@ -642,25 +667,17 @@ apply:
     int later = PyObject_RichCompareBool(ts, now, Py_GT);
     if (later < 0 || (later && PyObject_SetAttr(table, S_now, ts) < 0))
         goto fail;
-    Py_INCREF(ts);
-    slot_set(conn, c_last_ts, ts);
-    Py_INCREF(pos);
-    slot_set(conn, c_last_pos, pos);
+    slot_set_obj(conn, c_last_ts, ts);
+    slot_set_obj(conn, c_last_pos, pos);
     if (slot_add(conn, c_packets, ONE) < 0
         || slot_add(conn, from_client ? c_packets_client : c_packets_server, ONE) < 0)
         goto fail;
     if (!has && (PySet_Add(seen, letter) < 0 || PyList_Append(hist, letter) < 0))
         goto fail;
-    if (zme2 != zme || zpeer2 != zpeer) {
-        PyObject *a = PyLong_FromLongLong(zme2), *b = PyLong_FromLongLong(zpeer2);
-        if (a == NULL || b == NULL) {
-            Py_XDECREF(a);
-            Py_XDECREF(b);
-            goto fail;
-        }
-        slot_set(zeek, from_client ? z_orig : z_resp, a);
-        slot_set(zeek, from_client ? z_resp : z_orig, b);
-    }
+    if ((zme2 != zme || zpeer2 != zpeer)
+        && (slot_set_ll(zeek, from_client ? z_orig : z_resp, zme2) < 0
+            || slot_set_ll(zeek, from_client ? z_resp : z_orig, zpeer2) < 0))
+        goto fail;
     if (hs_now) {               /* hs_ack, hs_step 3, handshake_complete, handshake_rtt_ns */
         if (syn_ts != Py_None) {
             PyObject *rtt = PyNumber_Subtract(ts, syn_ts);
@@ -668,64 +685,34 @@ apply:
                 goto fail;
             slot_set(conn, c_rtt, rtt);
         }
-        Py_INCREF(Py_True);
-        slot_set(conn, c_hs_ack, Py_True);
-        Py_INCREF(Py_True);
-        slot_set(conn, c_hs_complete, Py_True);
-        PyObject *three = PyLong_FromLong(3);
-        if (three == NULL)
+        slot_set_obj(conn, c_hs_ack, Py_True);
+        slot_set_obj(conn, c_hs_complete, Py_True);
+        if (slot_set_ll(conn, c_hs_step, 3) < 0)
             goto fail;
-        slot_set(conn, c_hs_step, three);
     }
     if (teardown) {
         if (slot_add(conn, c_teardown_acks, ONE) < 0)
             goto fail;
-        Py_INCREF(Py_True);
-        slot_set(peer, h_fin_acked, Py_True);
+        slot_set_obj(peer, h_fin_acked, Py_True);
     }
-    if (zflag >= 0) {
-        Py_INCREF(Py_True);
-        slot_set(zeek, zflag, Py_True);
-    }
-    if (synack_srv) {
-        if (slot_add(conn, c_synack, ONE) < 0)
-            goto fail;
-        if (hs == 1) {
-            PyObject *two = PyLong_FromLong(2);
-            if (two == NULL)
-                goto fail;
-            slot_set(conn, c_hs_step, two);
-        }
-        if (SLOT(conn, c_isn_server) == Py_None) {
-            PyObject *isn = PyLong_FromLongLong(seq);
-            if (isn == NULL)
-                goto fail;
-            slot_set(conn, c_isn_server, isn);
-        }
-    }
-    if (syn && SLOT(mine, h_next_seq) == Py_None) {
-        PyObject *first = PyLong_FromUnsignedLong((unsigned long)(((uint64_t)seq + 1)
-                                                                  & 0xFFFFFFFFu));
-        if (first == NULL)
-            goto fail;
-        slot_set(mine, h_next_seq, first);
-    }
+    if (zflag >= 0)
+        slot_set_obj(zeek, zflag, Py_True);
+    if (synack_srv && (slot_add(conn, c_synack, ONE) < 0
+                       || (hs == 1 && slot_set_ll(conn, c_hs_step, 2) < 0)
+                       || (SLOT(conn, c_isn_server) == Py_None
+                           && slot_set_ll(conn, c_isn_server, seq) < 0)))
+        goto fail;
+    /* after a SYN/ACK the stream's first sequence number; after a FIN, its own */
+    long long seq1 = (long long)(((uint64_t)seq + 1) & 0xFFFFFFFFu);
+    if (syn && SLOT(mine, h_next_seq) == Py_None && slot_set_ll(mine, h_next_seq, seq1) < 0)
+        goto fail;
     if (fin) {                  /* ConnectionTable._fin_rst for a FIN that does not close */
-        if (SLOT(mine, h_fin_seq) == Py_None) {
-            PyObject *fs = PyLong_FromUnsignedLong((unsigned long)(((uint64_t)seq + 1)
-                                                                   & 0xFFFFFFFFu));
-            if (fs == NULL)
-                goto fail;
-            slot_set(mine, h_fin_seq, fs);
-        }
-        if (slot_add(conn, from_client ? c_fin_client : c_fin_server, ONE) < 0)
+        if ((SLOT(mine, h_fin_seq) == Py_None && slot_set_ll(mine, h_fin_seq, seq1) < 0)
+            || slot_add(conn, from_client ? c_fin_client : c_fin_server, ONE) < 0)
             goto fail;
         if (PyUnicode_GET_LENGTH(SLOT(conn, c_closed_by)) == 0) {
-            PyObject *side = from_client ? S_client : S_server;
-            Py_INCREF(side);
-            slot_set(conn, c_closed_by, side);
-            Py_INCREF(ts);
-            slot_set(conn, c_close_ts, ts);
+            slot_set_obj(conn, c_closed_by, from_client ? S_client : S_server);
+            slot_set_obj(conn, c_close_ts, ts);
         }
     }
     if (is_done) {              /* packet() returns here for a closed connection */
@@ -746,20 +733,19 @@ apply:
             goto fail;
         if (rd != NULL) {                    /* HttpStream.feed: more of a body, not its end */
             PyObject *rem = PyLong_FromLongLong(remaining - n);
-            if (rem == NULL || slot_add(rd, r_body, nobj) < 0) {
+            if (rem == NULL || slot_add(rd, dr_body, nobj) < 0) {
                 Py_XDECREF(rem);
                 Py_DECREF(nobj);
                 goto fail;
             }
-            slot_set(rd, r_remaining, rem);
-            Py_INCREF(ts);
-            slot_set(rd, r_last_ts, ts);
+            slot_set(rd, dr_remaining, rem);
+            slot_set_obj(rd, dr_last_ts, ts);
         } else {
             PyObject *fc = SLOT(mine, h_from_client);
             /* AppStream.data(): to its HttpStream's feed() when it has one; the common
                segments without Python (http_resp_fast, http_req_fast) */
             PyObject *impl = Py_TYPE(sink) == T_app ? SLOT(sink, a_impl) : NULL;
-            int http = impl != NULL && Py_TYPE(impl) == T_http;
+            int http = impl != NULL && Py_TYPE(impl) == T_hstream;
             int done = 0;
             if (http && (fc == Py_False || fc == Py_True)) {
                 Py_INCREF(impl);
@@ -1323,18 +1309,6 @@ fail:
  * The lane calls it directly; HttpStream.feed calls it as parser._C_RESP.
  */
 
-static PyTypeObject *T_hstream, *T_dreader, *T_rreader, *T_pending, *T_exchange, *T_qreader;
-static PyObject *F_info_of;    /* parser._request_info_of */
-static Py_ssize_t hs_protocol, hs_responses, hs_req, hs_resp, hs_unanswered, dr_state,
-    dr_last_ts, dr_msg_ts, dr_nl, dr_remaining, dr_body, dr_chunked, dr_gapped, dr_resynced,
-    dr_pend, dr_max_hdr, p_ex, p_head, p_connect, p_req_done, p_resp_done, p_resolved,
-    x_status, x_ts_response, x_response_head, x_resp_connection, x_set_cookie,
-    x_ts_response_end, x_response_body_bytes, x_gap, hs_conn_id, hs_requests, hs_pipelined,
-    hs_depth, hs_open, q_pipe, q_replaying, q_last_rest, q_last_info, x_ts_request_end,
-    q_start_line, dr_buf, dr_scan;
-static PyObject *H_http1, *H_close, *H_keepalive, *H_connection, *H_setcookie,
-    *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1, *H_append, *H_v11, *H_v10, *H_zero;
-static int http_ready = 0;
 
 PyDoc_STRVAR(setup_http_doc,
 "setup_http(HttpStream, DirectionReader, ResponseReader, Pending, HttpExchange,\n"
@@ -1407,22 +1381,6 @@ static PyObject *setup_http(PyObject *self, PyObject *args)
     F_info_of = info_of;
     http_ready = 1;
     Py_RETURN_NONE;
-}
-
-/* set a slot to an int (NULL on error) */
-static int slot_set_ll(PyObject *obj, Py_ssize_t off, long long v)
-{
-    PyObject *o = PyLong_FromLongLong(v);
-    if (o == NULL)
-        return -1;
-    slot_set(obj, off, o);
-    return 0;
-}
-
-static void slot_set_obj(PyObject *obj, Py_ssize_t off, PyObject *v)
-{
-    Py_INCREF(v);
-    slot_set(obj, off, v);
 }
 
 /* ResponseReader._end(ts) for a reader in BODY whose body now has ``body`` bytes, with

@@ -315,10 +315,10 @@ class RunContext:
 # ConnectionTable.packet would, or declines and packet() runs. None without the module.
 try:
     from ._fastpcap import lane as _lane, setup_lane as _setup_lane
-    from .http.framing import DirectionReader as _DirectionReader
     from .tcp.reassembly import HalfStream as _HalfStream
     from .tcp.zeek import ZeekState as _ZeekState
-    _setup_lane(Connection, _HalfStream, _ZeekState, AppStream, HttpStream, _DirectionReader)
+    # (the HTTP classes' slots were found when pcapstats.http was imported: setup_http)
+    _setup_lane(Connection, _HalfStream, _ZeekState, AppStream)
 except (ImportError, TypeError):    # pragma: no cover - no compiler; a class lost its slots
     _lane = None
 

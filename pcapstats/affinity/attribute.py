@@ -148,16 +148,19 @@ def attribute(conns: list[dict], reqs: RequestTable,
     roles = detect_roles(conns, frontend, backend_net)
     conn_by_id = {c["conn_id"]: c for c in conns}
     notes: list[str] = []
+    ex = reqs.exchanges
+    n = len(ex)
     if roles.two_sided:
         for c in conns:
             c["side"] = side_of(c, roles)
+        side = [conn_by_id[e.conn_id]["side"] for e in ex]
+        client_side = [i for i in range(n) if side[i] == "client"]
+        backend_side = [i for i in range(n) if side[i] == "backend"]
     else:                               # one side only (side_of would say "" for each)
         for c in conns:
             c["side"] = ""
-    ex = reqs.exchanges
-    n = len(ex)
-    side = reqs.side = ([conn_by_id[e.conn_id]["side"] for e in ex] if roles.two_sided
-                        else [""] * n)
+        side, client_side, backend_side = [""] * n, [], []
+    reqs.side = side
     health, backend, session = reqs.health_check, reqs.backend, reqs.session
     server_of: dict[int, str] = {}      # conn_id -> "ip:port" of its server
 
@@ -169,8 +172,6 @@ def attribute(conns: list[dict], reqs: RequestTable,
         return hp
 
     # 1. both sides of a proxy: match client requests to forwarded ones
-    client_side = [i for i in range(n) if side[i] == "client"] if roles.two_sided else []
-    backend_side = [i for i in range(n) if side[i] == "backend"] if roles.two_sided else []
     match_stats = None
     if client_side and backend_side:
         # the proxy dispatched a connection's first request when it began to connect
@@ -217,7 +218,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
             if label is _UNSET:
                 label = labels[k] = _cookie_backend(e)
             backend[i] = label if label is not None or side[i] == "client" \
-                else server_of.get(e.conn_id) or server(e.conn_id)
+                else server(e.conn_id)
 
     # 2. the requests that make sessions: client side of a proxy, else all but health checks
     if client_side:
@@ -290,16 +291,16 @@ def attribute(conns: list[dict], reqs: RequestTable,
     sides: dict[str, Any] = {}
     per_conn = Counter(map(_CONN_ID, ex) if not any(health)
                        else (e.conn_id for e, h in zip(ex, health) if not h))
-    for side in ("client", "backend") if roles.two_sided else ():
-        counts = [per_conn.get(c["conn_id"], 0) for c in conns if c["side"] == side]
+    for which in ("client", "backend") if roles.two_sided else ():
+        counts = [per_conn.get(c["conn_id"], 0) for c in conns if c["side"] == which]
         if counts:
             fig = reuse_figures(counts)
-            sides[side] = {"connections": fig["connections"],
-                           "connections_with_requests": fig["connections_with_requests"],
-                           "requests": fig["requests"],
-                           "requests_per_connection": fig["requests_per_connection"],
-                           "reuse_ratio": fig["reuse_ratio"],
-                           "exchanges_saved": fig["exchanges_saved"]}
+            sides[which] = {"connections": fig["connections"],
+                            "connections_with_requests": fig["connections_with_requests"],
+                            "requests": fig["requests"],
+                            "requests_per_connection": fig["requests_per_connection"],
+                            "reuse_ratio": fig["reuse_ratio"],
+                            "exchanges_saved": fig["exchanges_saved"]}
     mux = None
     if "client" in sides and "backend" in sides and sides["backend"]["connections_with_requests"]:
         mux = (sides["client"]["connections_with_requests"]

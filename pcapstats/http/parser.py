@@ -428,7 +428,7 @@ class HttpStream:
         """In-order bytes of one direction (any segmentation)."""
         if not data:
             return
-        if _c_fast is not None and (_C_REQ if from_client else _C_RESP)(self, ts_ns, data):
+        if _c_fast and (_C_REQ if from_client else _C_RESP)(self, ts_ns, data):
             return                      # a common request or response segment, done in C
         r = self._req if from_client else self._resp
         if r.state == BODY:            # the common case: more of a body of known length
@@ -555,14 +555,14 @@ def _setup_c() -> None:
 # What feed() does with the commonest segments, in C (pcapstats/_fastpcap.c): a whole
 # response head with Content-Length answering a plain request, the end of a body
 # (http_resp), a segment that is one whole request head without a body (http_req). The
-# fast lane calls them too. _c_fast is None without the module (or turned off).
+# fast lane calls them too. _c_fast is False without the module (or turned off).
 try:
     from .._fastpcap import http_req as _C_REQ, http_resp as _C_RESP, setup_http as _setup_http
     _setup_c()
     _C_OK = True
 except (ImportError, TypeError):    # pragma: no cover - no compiler; a class lost its slots
     _C_OK = False
-_c_fast: bool | None = True if _C_OK else None
+_c_fast = _C_OK
 
 
 def use_c_http(on: bool) -> None:
@@ -575,4 +575,4 @@ def use_c_http(on: bool) -> None:
         _setup_c()
     else:
         _setup_http()
-    _c_fast = True if on else None
+    _c_fast = on
