@@ -239,3 +239,44 @@ def test_shared_captures_in_parts_equal_serial() -> None:
         _same(serial, merged)
         stitched += 1
     assert stitched >= 20, (stitched, declined)
+
+
+def test_follow_mode_keys_follow_the_open_connections() -> None:
+    """The keys follow mode filters by are always those of the connections still
+    tracked, as it updates them (removing only the keys of the ones gone, keeping a
+    key another tracked connection shares), and a new set at each change."""
+    import random
+    from types import SimpleNamespace
+
+    from pcapstats.parallel import _Watched
+
+    def conn(i: int, port: int | None = None) -> SimpleNamespace:
+        return SimpleNamespace(client_ip=bytes([10, 1, i >> 8, i & 255]),
+                               server_ip=b"\x0a\x00\x00\x50",
+                               client_port=port or 1024 + i, server_port=80)
+
+    def fresh(open_: dict) -> set[bytes]:
+        return _Watched(SimpleNamespace(open=dict(open_))).keys
+
+    rng = random.Random(3)
+    open_ = {i: conn(i) for i in range(300)}
+    open_[300] = conn(7)                        # the same addresses as connection 7
+    table = SimpleNamespace(open=open_)
+    w = _Watched(table)
+    assert len(w.keys) == 600 and w.keys == fresh(open_)
+    added = False
+    while open_:
+        before = w.keys
+        for cid in rng.sample(sorted(open_), min(len(open_), rng.randint(1, 40))):
+            del open_[cid]
+        w.update()
+        assert w.keys == fresh(open_) and w.count == len(open_)
+        assert w.keys is not before
+        assert (conn(7).client_ip + conn(7).server_ip + struct.pack("!HH", 1031, 80)
+                in w.keys) == (7 in open_ or 300 in open_)
+        if len(open_) < 150 and not added:
+            added = True
+            open_[999] = conn(999)              # one added: the keys are made again
+            w.update()
+            assert w.keys == fresh(open_)
+    assert w.keys == set()
