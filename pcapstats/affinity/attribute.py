@@ -28,8 +28,9 @@ import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from operator import attrgetter
-from typing import Any
+from itertools import compress
+from operator import not_
+from typing import Any, Callable
 
 from ..errors import UsageError
 from ..records import HttpExchange
@@ -42,8 +43,6 @@ from .persistence import RequestView, compute_persistence
 from .roles import detect_roles, side_of
 from ..request_table import RequestTable
 
-_CONN_ID = attrgetter("conn_id")
-_UNSET: Any = object()      # not in a cache yet (None is a cached answer)
 _HEALTH_URI = re.compile(r"health|status|ping|alive|ready|check", re.I)
 
 
@@ -123,16 +122,37 @@ def _session_value(name: str, value: str) -> str:
 
 def _cookie_backend(e: HttpExchange) -> str | None:
     """The server a balancer cookie says served this request (response first)."""
-    if e.set_cookie:
-        pairs = [(n, v) for n, v, _ in parse_set_cookies(e.set_cookie) if v]
+    return _cookie_backend_of((e.set_cookie, e.cookie))
+
+
+def _cookie_backend_of(headers: tuple[str | None, str | None]) -> str | None:
+    """`_cookie_backend` of a request's (Set-Cookie of its response, Cookie)."""
+    set_cookie, cookie = headers
+    if set_cookie:
+        pairs = [(n, v) for n, v, _ in parse_set_cookies(set_cookie) if v]
         info = request_backend_cookie(pairs)
         if info is not None:
             return info.backend_label
-    if e.cookie:
-        info = header_backend_cookie(e.cookie)
+    if cookie:
+        info = header_backend_cookie(cookie)
         if info is not None:
             return info.backend_label
     return None
+
+
+class _Memo(dict):
+    """``fn(key)`` for each distinct key, computed on first use: ``map(memo.__getitem__,
+    keys)`` then reads a column of repeated values (a session repeats its headers) in C."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key: Any) -> Any:
+        value = self[key] = self.fn(key)
+        return value
 
 
 def _is_health_check(e: HttpExchange) -> bool:
@@ -162,14 +182,11 @@ def attribute(conns: list[dict], reqs: RequestTable,
         side, client_side, backend_side = [""] * n, [], []
     reqs.side = side
     health, backend, session = reqs.health_check, reqs.backend, reqs.session
-    server_of: dict[int, str] = {}      # conn_id -> "ip:port" of its server
 
-    def server(conn_id: int) -> str:
-        hp = server_of.get(conn_id)
-        if hp is None:
-            c = conn_by_id[conn_id]
-            hp = server_of[conn_id] = _hostport(c["server_ip"], c["server_port"])
-        return hp
+    def server_of(conn_id: int) -> str:
+        c = conn_by_id[conn_id]
+        return _hostport(c["server_ip"], c["server_port"])
+    server = _Memo(server_of).__getitem__   # conn_id -> "ip:port" of its server
 
     # 1. both sides of a proxy: match client requests to forwarded ones
     match_stats = None
@@ -210,15 +227,15 @@ def attribute(conns: list[dict], reqs: RequestTable,
     elif client_side and not backend_side:
         notes.append("the capture shows the client side of the balancer only: backends "
                      "come from balancer cookies")
-    labels: dict[tuple[str | None, str | None], str | None] = {}  # a session repeats them
-    for i, e in enumerate(ex):
-        if backend[i] is None:
-            k = (e.set_cookie, e.cookie)
-            label = labels.get(k, _UNSET)
-            if label is _UNSET:
-                label = labels[k] = _cookie_backend(e)
-            backend[i] = label if label is not None or side[i] == "client" \
-                else server(e.conn_id)
+    conn_ids = reqs.column("conn_id")
+    cookies = reqs.column("cookie")
+    if None in backend:
+        # the rest: a balancer cookie, else (not on the client side) the connection's server
+        labels = map(_Memo(_cookie_backend_of).__getitem__, zip(reqs.column("set_cookie"),
+                                                                 cookies))
+        backend[:] = [b if b is not None else label if label is not None or s == "client"
+                      else server(cid) for b, label, s, cid in zip(backend, labels, side,
+                                                                    conn_ids)]
 
     # 2. the requests that make sessions: client side of a proxy, else all but health checks
     if client_side:
@@ -231,13 +248,20 @@ def attribute(conns: list[dict], reqs: RequestTable,
                 if _is_health_check(ex[i]):
                     health[i] = True
 
-    # 3. the session key
+    # 3. the session key. Columns of the session requests, whole lists where those are
+    # all (what each request needs is read once per distinct value: _Memo)
+    every = len(sess_reqs) == n
+
+    def pick(col: list[Any]) -> list[Any]:
+        return col if every else [col[i] for i in sess_reqs]
+
+    s_cookies, s_xffs, s_side = pick(cookies), pick(reqs.column("xff")), pick(side)
     reason = ""
     if kind == "auto":
-        name, why = choose_session_cookie(observe_cookies(ex[i].cookie for i in sess_reqs))
+        name, why = choose_session_cookie(observe_cookies(s_cookies))
         if name is not None:
             kind, arg, reason = "cookie", name, why
-        elif sum(1 for i in sess_reqs if ex[i].xff) * 2 > len(sess_reqs) > 0:
+        elif sum(map(bool, s_xffs)) * 2 > len(sess_reqs) > 0:
             kind = "xff"
             reason = ("no session cookie found; most requests carry X-Forwarded-For, so its "
                       "first hop names the client (the connection's client address where a "
@@ -248,40 +272,45 @@ def attribute(conns: list[dict], reqs: RequestTable,
     if kind == "tls":
         notes.append("--session-key tls groups TLS connections; HTTP requests inside TLS "
                      "are not visible")
-    views = []
-    last_balancer: dict[str, str] = {}     # session -> balancer cookie its previous request sent
-    # what a session's repeated headers tell, read once per distinct (Cookie, Set-Cookie)
-    by_cookies: dict[tuple[str | None, str | None], tuple[str | None, str | None]] = {}
-    client_addrs = reqs.client_addr
-    balancer_of: dict[str | None, str | None] = {}      # Cookie -> its balancer cookie
-    for i in sess_reqs:
-        e = ex[i]
-        client_ip = conn_by_id[e.conn_id]["client_ip"]
-        client_addr = _first_hop(e.xff) if side[i] == "backend" and e.xff else client_ip
-        client_addrs[i] = client_addr
-        hint = None
-        if kind == "cookie":
-            k = (e.cookie, e.set_cookie)
-            got = by_cookies.get(k)
-            if got is None:
-                got = by_cookies[k] = _cookie_session(e.cookie, e.set_cookie, arg)  # type: ignore[arg-type]
-            sess, hint = got
-        elif kind == "client-ip":
-            sess = client_addr
-        elif kind == "xff":
-            sess = _xff_client(e.xff, client_ip)
-        elif kind == "header":
-            sess = e.headers.get(arg.lower())  # type: ignore[union-attr]
-        else:
-            sess = None
-        session[i] = sess
-        if sess is not None and hint is None:
-            cookie = e.cookie
-            now = balancer_of.get(cookie, _UNSET)
-            if now is _UNSET:
-                now = balancer_of[cookie] = _balancer_label(cookie)
-            hint = _balancer_cookie_hint(now, sess, last_balancer)
-        views.append(RequestView(i, e.ts_request or 0, sess, backend[i], client_addr or "", hint))
+    client_ips = list(map({c["conn_id"]: c["client_ip"] for c in conns}.__getitem__,
+                          pick(conn_ids)))
+    # the address a request counts for: a forwarded one's first X-Forwarded-For hop
+    addrs = client_ips if "backend" not in s_side else [
+        _first_hop(x) if sd == "backend" and x else ip
+        for ip, x, sd in zip(client_ips, s_xffs, s_side)]
+    hints: list[str | None] = [None] * len(sess_reqs)
+    if kind == "cookie":
+        def by_cookies(k: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
+            return _cookie_session(k[0], k[1], arg)  # type: ignore[arg-type]
+        got = list(map(_Memo(by_cookies).__getitem__,
+                       zip(s_cookies, pick(reqs.column("set_cookie")))))
+        sessions = [g[0] for g in got]
+        hints = [g[1] for g in got]
+    elif kind == "client-ip":
+        sessions = addrs
+    elif kind == "xff":
+        sessions = list(map(_xff_client, s_xffs, client_ips))
+    elif kind == "header":
+        sessions = [ex[i].headers.get(arg.lower()) for i in sess_reqs]  # type: ignore[union-attr]
+    else:
+        sessions = [None] * len(sess_reqs)
+    # why a session might change backend: its balancer cookie went missing or changed
+    # since its previous request (none can when no request sends a balancer cookie)
+    nows = list(map(_Memo(_balancer_label).__getitem__, s_cookies))
+    if any(nows):
+        last_balancer: dict[str, str] = {}  # session -> balancer cookie its previous request sent
+        for k, (sess, hint, now) in enumerate(zip(sessions, hints, nows)):
+            if sess is not None and hint is None:
+                hints[k] = _balancer_cookie_hint(now, sess, last_balancer)
+    if every:
+        session[:] = sessions
+        reqs.client_addr[:] = addrs
+    else:
+        for i, sess, addr in zip(sess_reqs, sessions, addrs):
+            session[i] = sess
+            reqs.client_addr[i] = addr
+    views = list(map(RequestView, sess_reqs, [t or 0 for t in pick(reqs.column("ts_request"))],
+                     sessions, pick(backend), [a or "" for a in addrs], hints))
     tls_figures = None
     if kind == "tls":
         views, tls_figures = _tls_views(conns)
@@ -289,8 +318,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
 
     # 4. reuse per side, multiplexing, per-backend connections
     sides: dict[str, Any] = {}
-    per_conn = Counter(map(_CONN_ID, ex) if not any(health)
-                       else (e.conn_id for e, h in zip(ex, health) if not h))
+    per_conn = Counter(conn_ids if not any(health) else compress(conn_ids, map(not_, health)))
     for which in ("client", "backend") if roles.two_sided else ():
         counts = [per_conn.get(c["conn_id"], 0) for c in conns if c["side"] == which]
         if counts:
@@ -332,12 +360,13 @@ def attribute(conns: list[dict], reqs: RequestTable,
     first_cause: dict[str, str] = {}
     for b in result.breaks:
         first_cause.setdefault(b.session, b.cause)
-    backends_of: dict[str, set[str]] = {}
-    for v in views:
-        if v.session is not None and v.backend is not None:
-            backends_of.setdefault(v.session, set()).add(v.backend)
     top = sorted((s for s in result.sessions if s.breaks),
                  key=lambda s: (-s.breaks, -s.requests, s.session))[:10]
+    backends_of: dict[str, set[str]] = {s.session: set() for s in top}
+    if backends_of:
+        for v in views:
+            if v.backend is not None and v.session in backends_of:
+                backends_of[v.session].add(v.backend)
     health_checks = sum(health)
     if not sess_reqs:
         notes.append("no HTTP requests: persistence cannot be measured from this capture")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -372,10 +373,7 @@ def observe_cookies(cookie_headers: Iterable[str | None]) -> dict[str, tuple[int
     counted on the raw (unquoted) values.  Input for `choose_session_cookie`.
     """
     # a session sends one header again and again: read each distinct header once
-    headers: dict[str, int] = {}
-    for header in cookie_headers:
-        if header:
-            headers[header] = headers.get(header, 0) + 1
+    headers = Counter(filter(None, cookie_headers))
     requests: dict[str, int] = {}
     values: dict[str, set[str]] = {}
     for header, times in headers.items():

@@ -38,7 +38,7 @@ Rules (DOMAIN.md "persistence ratio", "persistence break"):
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from operator import attrgetter
@@ -192,17 +192,14 @@ _TS_IDX = attrgetter("ts", "idx")
 
 
 def _group(reqs: Sequence[RequestView], key: str) -> dict[str, list[RequestView]]:
-    """Group time-ordered requests by ``key`` ("session" or "client_ip"), dropping None keys."""
-    groups: dict[str, list[RequestView]] = {}
-    get = groups.get
-    for value, req in zip(map(attrgetter(key), reqs), reqs):
-        if value is not None:
-            group = get(value)
-            if group is None:
-                groups[value] = [req]
-            else:
-                group.append(req)
-    return groups
+    """Group time-ordered requests by ``key`` ("session" or "client_ip"), dropping None keys
+    (groups in order of first request)."""
+    groups: defaultdict[str | None, list[RequestView]] = defaultdict(list)
+    # each request appended to its group's list, the loop in C (maps drained by a deque)
+    deque(map(list.append, map(groups.__getitem__, map(attrgetter(key), reqs)), reqs), 0)
+    groups.pop(None, None)
+    groups.default_factory = None
+    return groups     # type: ignore[return-value]
 
 
 def _break_cause(req: RequestView, prev: RequestView) -> str:
