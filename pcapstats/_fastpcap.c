@@ -1820,6 +1820,41 @@ static Py_ssize_t head_end_from(const char *d, Py_ssize_t start, Py_ssize_t lim)
     return e < 0 ? -1 : start + e;
 }
 
+/* The first segment of a request head that ends in a later one, its request line whole
+ * (d[:nl], read into sp1, sp2 and v10): RequestReader._start, then DirectionReader._head
+ * and _first_line_ok keep it in ``buf`` in state HEAD. 1 done, 0 declined, -1 error. */
+static int req_start(PyObject *st, struct reqctx *c, PyObject *ts, const char *d,
+                     Py_ssize_t n, Py_ssize_t nl, Py_ssize_t sp1, Py_ssize_t sp2, int v10,
+                     int pipe)
+{
+    PyObject *rd = c->rd, *buf = SLOT(rd, dr_buf);
+    if (buf == NULL || !PyByteArray_CheckExact(buf) || PyByteArray_GET_SIZE(buf) != 0)
+        return 0;
+    PyObject *method = PyUnicode_DecodeLatin1(d, sp1, NULL);
+    PyObject *uri = method ? PyUnicode_DecodeLatin1(d + sp1 + 1, sp2 - sp1 - 1, NULL) : NULL;
+    PyObject *line = uri ? PyTuple_Pack(3, method, uri, v10 ? H_v10 : H_v11) : NULL;
+    PyObject *nlo = line ? PyLong_FromSsize_t(nl) : NULL;
+    PyObject *scan = nlo ? PyLong_FromSsize_t(n) : NULL;
+    Py_XDECREF(method);
+    Py_XDECREF(uri);
+    if (scan == NULL || PyByteArray_Resize(buf, n) < 0) {
+        Py_XDECREF(line);
+        Py_XDECREF(nlo);
+        Py_XDECREF(scan);
+        return -1;
+    }
+    memcpy(PyByteArray_AS_STRING(buf), d, (size_t)n);
+    slot_set(rd, q_start_line, line);
+    slot_set(rd, dr_nl, nlo);
+    slot_set(rd, dr_scan, scan);
+    slot_set_obj(rd, q_pipe, pipe ? Py_True : Py_False);
+    slot_set_obj(rd, dr_msg_ts, ts);
+    slot_set_obj(rd, dr_last_ts, ts);
+    if (PyUnicode_CompareWithASCIIString(c->proto, "unknown") == 0)
+        slot_set_obj(st, hs_protocol, H_http1);
+    return slot_set_ll(rd, dr_state, 1) < 0 ? -1 : 1;     /* HEAD */
+}
+
 static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n)
 {
     struct reqctx c;
@@ -1827,15 +1862,21 @@ static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n
         return 0;
     PyObject *rd = c.rd;
     if (c.state == 0) {
-        /* IDLE: the segment is exactly one whole head (RequestReader._start first) */
+        /* IDLE: the segment is exactly one whole head, or the start of one with its whole
+           request line (RequestReader._start first) */
         PyObject *resp = SLOT(st, hs_resp), *replaying = SLOT(rd, q_replaying);
         PyObject *rpend = resp != NULL && Py_TYPE(resp) == T_rreader ? SLOT(resp, dr_pend)
                           : NULL;
         if (rpend == NULL || (replaying != Py_True && replaying != Py_False)
-            || d[0] == '\r' || d[0] == '\n'
-            || find_head_end(d, n < c.max_hdr ? n : (Py_ssize_t)c.max_hdr) != n)
+            || d[0] == '\r' || d[0] == '\n')
             return 0;
-        Py_ssize_t nl = (const char *)memchr(d, '\n', (size_t)n) - d, sp1, sp2;
+        Py_ssize_t end = find_head_end(d, n < c.max_hdr ? n : (Py_ssize_t)c.max_hdr);
+        if (end != n && (end >= 0 || n >= c.max_hdr))
+            return 0;
+        const char *lf = memchr(d, '\n', (size_t)n);
+        if (lf == NULL)
+            return 0;
+        Py_ssize_t nl = lf - d, sp1, sp2;
         int v10;
         if (!split_request_line(d, nl, &sp1, &sp2, &v10))
             return 0;
@@ -1843,6 +1884,8 @@ static int http_req_fast(PyObject *st, PyObject *ts, const char *d, Py_ssize_t n
         if (waiting < 0)
             return -1;
         int pipe = replaying == Py_True || waiting > 0 || rpend != Py_None;
+        if (end < 0)
+            return req_start(st, &c, ts, d, n, nl, sp1, sp2, v10, pipe);
         int done = req_finish(st, &c, ts, d, n, nl, PyUnicode_DecodeLatin1(d, sp1, NULL),
                               PyUnicode_DecodeLatin1(d + sp1 + 1, sp2 - sp1 - 1, NULL),
                               Py_NewRef(v10 ? H_v10 : H_v11), pipe, ts);

@@ -911,8 +911,10 @@ def _both_ways(feeds: list[tuple[str, int, "bytes | int"]]) -> None:
         parser.use_c_http(on)
         try:
             s, ex = run(feeds, max_header_bytes=300, close=False)
-            states = [(r.state, r.remaining, r.body, r.gapped, r.msg_ts, r.last_ts)
-                      for r in (s._req, s._resp)] + [(s._req.last_rest, s._req.last_info)]
+            states = [(r.state, r.remaining, r.body, r.gapped, r.msg_ts, r.last_ts, r.nl,
+                       r.scan, bytes(r.buf)) for r in (s._req, s._resp)] + [
+                (s._req.last_rest, s._req.last_info, s._req.start_line, s._req.pipe,
+                 s.protocol)]
             s.close(10**9)
             got.append((ex + s.take(), counters(s), states))
         finally:
@@ -1002,32 +1004,40 @@ def test_c_responses_each_case(resp: bytes, plain: bool) -> None:
     assert _c_takes("_C_RESP", [("c", 1, GET), ("s", 2, resp)])[0] == plain
 
 
-_REQUESTS_C = [  # (request, whether the C path takes it whole between messages, and the
-    #              rest of it after its first line: a head whose start line was read)
-    (GET, True, True), (b"GET / HTTP/1.0\r\n\r\n", True, True),
-    (b"HEAD /h HTTP/1.1\nHost: a\n\n", True, True),
-    (b"get /lower HTTP/1.1\r\nContent-Length: 0\r\n\r\n", True, True),
-    (b"GET /x HTTP/1.1\r\nHost: \xe9\r\nX-\xe9: 1\r\nConnection: close\r\n\r\n", True, True),
-    (b"GET /a\rb HTTP/1.1\r\n\r\n", True, True),
+_REQUESTS_C = [  # (request, whether the C path takes it between messages: one whole head,
+    #              or the start of one whose request line is whole; whether it takes the
+    #              request line alone, then the rest of the head: one whose start line
+    #              was read)
+    (GET, True, True, True), (b"GET / HTTP/1.0\r\n\r\n", True, True, True),
+    (b"HEAD /h HTTP/1.1\nHost: a\n\n", True, True, True),
+    (b"get /lower HTTP/1.1\r\nContent-Length: 0\r\n\r\n", True, True, True),
+    (b"GET /x HTTP/1.1\r\nHost: \xe9\r\nX-\xe9: 1\r\nConnection: close\r\n\r\n", True, True,
+     True),
+    (b"GET /a\rb HTTP/1.1\r\n\r\n", True, True, True),
     # the request line read by the regular expression, not the split path
-    (b"GET  / HTTP/1.1\r\n\r\n", False, True), (b"GET /\tx HTTP/1.1\r\n\r\n", False, True),
-    (b"G3T / HTTP/1.1\r\n\r\n", False, True),
-    (b"\r\n" + GET, False, True),       # (cut after the CRLF: the rest is a whole head)
-    (b"CONNECT h:443 HTTP/1.1\r\n\r\n", False, False),
-    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", False, False),
-    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", False, False),
-    (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", False, False),
-    (b"GET / HTTP/2.0\r\n\r\n", False, False), (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", False, False),
-    (GET + GET, False, False), (b"GET / HTTP/1.1\r\nHost: a\r\n", False, False),
+    (b"GET  / HTTP/1.1\r\n\r\n", False, False, True),
+    (b"GET /\tx HTTP/1.1\r\n\r\n", False, False, True),
+    (b"G3T / HTTP/1.1\r\n\r\n", False, False, True),
+    (b"\r\n" + GET, False, False, True),      # (cut after the CRLF: the rest is a whole head)
+    # the head read in Python: its request line alone is still a start C takes
+    (b"CONNECT h:443 HTTP/1.1\r\n\r\n", False, True, False),
+    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n", False, True, False),
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", False, True, False),
+    (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", False, True, False),
+    (b"GET / HTTP/2.0\r\n\r\n", False, False, False),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", False, False, False),
+    (GET + GET, False, True, False),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n", True, True, False),    # (a start: the rest is to come)
 ]
 
 
-@pytest.mark.parametrize("req, plain, completes", _REQUESTS_C)
-def test_c_requests_each_case(req: bytes, plain: bool, completes: bool) -> None:
+@pytest.mark.parametrize("req, plain, starts, completes", _REQUESTS_C)
+def test_c_requests_each_case(req: bytes, plain: bool, starts: bool, completes: bool) -> None:
     """Each request, whole and cut, alone, answered, repeated (its fields then read from
     the previous request's) and after a gap: the same both ways; the C path takes the
-    plain ones (one whole head, no body, not CONNECT or Upgrade), and the segment that
-    completes a plain head whose request line came before."""
+    plain ones (one whole head, no body, not CONNECT or Upgrade), the first segment of a
+    head when it holds the whole request line, and the segment that completes a plain
+    head whose request line came before."""
     for cut in (0, 1, req.find(b"\n") + 1, len(req) - 1):
         pieces = [p for p in (req[:cut], req[cut:]) if p]
         feeds: list[tuple[str, int, "bytes | int"]] = [("c", 1 + i, p) for i, p in enumerate(pieces)]
@@ -1037,5 +1047,7 @@ def test_c_requests_each_case(req: bytes, plain: bool, completes: bool) -> None:
     # cut after the request line: the rest of the head completes it (in C when plain)
     line = req.find(b"\n") + 1
     if 0 < line < len(req):
+        _both_ways([("c", 1, req[:line])])              # the connection ends there
+        _both_ways([("s", 1, OK5), ("c", 2, req[:line]), ("c", 3, req[line:line + 1])])
         assert _c_takes("_C_REQ", [("c", 1, req[:line]), ("c", 2, req[line:])])[:2] == \
-            [False, completes]
+            [starts, completes]
