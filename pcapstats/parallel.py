@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from .ingest.readers import _PCAP_MAGICS, FileInfo, _window, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
 from .pipeline import Options, RunContext, RunResult, few_collections, run
-from .records import EXCHANGE_ORDER
+from .records import sort_exchanges
 
 try:    # follow mode's record filter in C (pcapstats/_fastpcap.c); same items either way
     from ._fastpcap import follow_scan as _follow_scan
@@ -410,7 +410,7 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
     for _, row, part in kept:
         row["conn_id"] = new_id[(part, row["conn_id"])]
         out.connections.append(row)
-    out.exchanges.sort(key=EXCHANGE_ORDER)
+    sort_exchanges(out.exchanges)
     out.count_udp_flows()
     _merge_files(out, results, paths)
     return out

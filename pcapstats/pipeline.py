@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from .http import HttpStream
 from .ingest import Decoder, FileInfo, ReadProblem, read_captures
-from .records import EXCHANGE_ORDER, HttpExchange
+from .records import HttpExchange, sort_exchanges
 from .tcp import Connection, ConnectionTable
 from .tls import TlsStream, looks_like_tls
 
@@ -311,7 +311,7 @@ class RunContext:
         self.table.finish()
         self.decoder.finish()
         res.connections.sort(key=itemgetter("conn_id"))
-        res.exchanges.sort(key=EXCHANGE_ORDER)
+        sort_exchanges(res.exchanges)
         res.count_udp_flows()
         st = self.decoder.stats
         df = self.decoder.defrag

@@ -87,6 +87,17 @@ EXCHANGE_ORDER = attrgetter("conn_id", "depth")
 """Sort key of the exchanges of a run: by connection, then in request order."""
 
 
+def sort_exchanges(exchanges: list[HttpExchange]) -> None:
+    """Sort in place by EXCHANGE_ORDER, as two stable sorts on one attribute each (no
+    key tuple per exchange: half the time on a run's hundreds of thousands)."""
+    exchanges.sort(key=_DEPTH)
+    exchanges.sort(key=_CONN_ID)
+
+
+_DEPTH = attrgetter("depth")
+_CONN_ID = attrgetter("conn_id")
+
+
 def row_columns(rows: Sequence[dict], names: Sequence[str]) -> list[Sequence[Any]]:
     """The columns ``names`` of row dicts, one sequence per name (missing keys as None).
 

@@ -276,3 +276,18 @@ def test_reuse_figures_invariants(counts: list[int]) -> None:
     p95, top = f["requests_per_connection"]["p95"], f["requests_per_connection"]["max"]
     if p95 is not None and top is not None:
         assert p95 <= top and p95 in counts
+
+
+def test_order_is_by_time_then_index() -> None:
+    """_order sorts on the named tuple's positions: the same as sorting on (ts, idx),
+    ties (same ts and idx) kept in input order."""
+    import random
+
+    from pcapstats.affinity.persistence import _order
+
+    assert RequestView._fields[:2] == ("idx", "ts")
+    rng = random.Random(5)
+    for _ in range(50):
+        views = [RequestView(rng.randrange(30), rng.randrange(10), f"s{k}", None, "")
+                 for k in range(rng.randrange(60))]
+        assert _order(views) == sorted(views, key=lambda v: (v.ts, v.idx))
