@@ -26,27 +26,80 @@ static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 
 
 static inline uint32_t be32(const unsigned char *p) { return rd32(p, 1); }
 
-/* What Decoder.decode's fast path reads of a frame: where the payload is (d[pstart:stop],
- * ``missing`` bytes cut by the snaplen) and whether it keeps the TCP options. */
+/* What Decoder.decode reads of a frame it decodes as IPv4 and TCP: where the IP header
+ * starts (d[ip:]), where the payload is (d[pstart:stop], ``missing`` bytes cut by the
+ * snaplen) and whether it keeps the TCP options. */
 struct fast_hdr {
     unsigned flags;
-    Py_ssize_t pstart, stop, missing, oend;
+    Py_ssize_t ip, pstart, stop, missing, oend;
     int want_opts;
 };
 
-/* 1 when Decoder.decode's fast path applies to the frame (Ethernet, IPv4 without options
- * or fragmentation, TCP), with ``h`` filled; else 0 */
-static int fast_header(const unsigned char *d, Py_ssize_t n, struct fast_hdr *h)
+/* Where the link layer of ``linktype`` says an IPv4 packet starts in the frame, as
+ * Decoder._decode and _ether_rest find it (Ethernet, 802.1Q/802.1ad tags, Linux cooked
+ * v1 and v2, raw IP, BSD NULL and LOOP); -1 for anything else (IPv6, MPLS, PPPoE, other
+ * link types, a header cut short: the Python decoder takes those). */
+static Py_ssize_t ip4_start(int linktype, const unsigned char *d, Py_ssize_t n)
 {
-    if (n < 54)
+    Py_ssize_t off;
+    unsigned etype;
+    switch (linktype) {
+    case 1:                                 /* Ethernet */
+        if (n < 14)
+            return -1;
+        etype = be16(d + 12);
+        off = 14;
+        break;
+    case 276:                               /* Linux cooked v2: the protocol first */
+        if (n < 20)
+            return -1;
+        etype = be16(d);
+        off = 20;
+        break;
+    case 113:                               /* Linux cooked */
+        if (n < 16)
+            return -1;
+        etype = be16(d + 14);
+        off = 16;
+        break;
+    case 12: case 14: case 101: case 228: case 229:     /* raw IP: by the version */
+        return n >= 1 && d[0] >> 4 == 4 ? 0 : -1;
+    case 0: case 108: {                     /* NULL (host byte order), LOOP (big endian) */
+        if (n < 4)
+            return -1;
+        uint32_t fam = linktype == 108 ? be32(d) : rd32(d, 0);
+        if (linktype == 0 && fam > 0xFFFF)
+            fam = be32(d);
+        return fam == 2 ? 4 : -1;
+    }
+    default:
+        return -1;
+    }
+    for (int depth = 0; etype == 0x8100 || etype == 0x88A8 || etype == 0x9100
+                        || etype == 0x9200; depth++) {
+        if (off + 4 > n || depth >= 8)
+            return -1;
+        etype = be16(d + off + 2);
+        off += 4;
+    }
+    return etype == 0x0800 ? off : -1;
+}
+
+/* 1 when the frame is IPv4 without options or fragmentation carrying TCP, at the start
+ * ip4_start() gives for ``linktype``, with ``h`` filled; else 0 */
+static int fast_header(int linktype, const unsigned char *d, Py_ssize_t n,
+                       struct fast_hdr *h)
+{
+    Py_ssize_t ip = ip4_start(linktype, d, n);
+    if (ip < 0 || n - ip < 40)
         return 0;
-    unsigned etype = be16(d + 12), vihl = d[14], total = be16(d + 16), frag = be16(d + 20);
-    unsigned proto = d[23], doff = d[46], flags = d[47];
+    const unsigned char *p = d + ip;
+    unsigned vihl = p[0], total = be16(p + 2), frag = be16(p + 6);
+    unsigned proto = p[9], doff = p[32], flags = p[33];
     Py_ssize_t hl = (Py_ssize_t)((doff >> 4) << 2);
-    if (!(etype == 0x0800 && vihl == 0x45 && proto == 6 && total >= 20 && !(frag & 0x3FFF)
-          && hl >= 20))
+    if (!(vihl == 0x45 && proto == 6 && total >= 20 && !(frag & 0x3FFF) && hl >= 20))
         return 0;
-    Py_ssize_t end = 14 + (Py_ssize_t)total, pstart = 34 + hl, missing = 0, stop = end;
+    Py_ssize_t end = ip + (Py_ssize_t)total, pstart = ip + 20 + hl, missing = 0, stop = end;
     if (end > n) {              /* cut by the snaplen */
         missing = end - (n > pstart ? n : pstart);
         if (missing < 0)
@@ -54,11 +107,12 @@ static int fast_header(const unsigned char *d, Py_ssize_t n, struct fast_hdr *h)
         stop = n;
     }
     h->flags = flags;
+    h->ip = ip;
     h->pstart = pstart;
     h->stop = stop;
     h->missing = missing;
-    h->oend = pstart < n ? pstart : n;      /* data[54:pstart], clamped like a slice */
-    h->want_opts = (flags & 0x02) && hl > 20 && h->oend > 54;
+    h->oend = pstart < n ? pstart : n;      /* data[ip + 40:pstart], clamped like a slice */
+    h->want_opts = (flags & 0x02) && hl > 20 && h->oend > ip + 40;
     return 1;
 }
 
@@ -67,23 +121,24 @@ static PyObject *fast_tuple(const unsigned char *d, const struct fast_hdr *h)
 {
     Py_ssize_t pstart = h->pstart, stop = h->stop, missing = h->missing, oend = h->oend;
     int want_opts = h->want_opts;
+    const unsigned char *p = d + h->ip;     /* the IP header */
     unsigned flags = h->flags;
     PyObject *t = PyTuple_New(11);
     if (t == NULL)
         return NULL;
     PyTuple_SET_ITEM(t, 0, PyLong_FromLong(6));
-    PyTuple_SET_ITEM(t, 1, PyBytes_FromStringAndSize((const char *)d + 26, 4));
-    PyTuple_SET_ITEM(t, 2, PyBytes_FromStringAndSize((const char *)d + 30, 4));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)be16(d + 34)));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)be16(d + 36)));
+    PyTuple_SET_ITEM(t, 1, PyBytes_FromStringAndSize((const char *)p + 12, 4));
+    PyTuple_SET_ITEM(t, 2, PyBytes_FromStringAndSize((const char *)p + 16, 4));
+    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)be16(p + 20)));
+    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)be16(p + 22)));
     PyTuple_SET_ITEM(t, 5, PyLong_FromLong((long)flags));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLong(be32(d + 38)));
-    PyTuple_SET_ITEM(t, 7, PyLong_FromUnsignedLong(be32(d + 42)));
+    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLong(be32(p + 24)));
+    PyTuple_SET_ITEM(t, 7, PyLong_FromUnsignedLong(be32(p + 28)));
     PyTuple_SET_ITEM(t, 8, PyBytes_FromStringAndSize(pstart < stop ? (const char *)d + pstart
                                                      : NULL, pstart < stop ? stop - pstart : 0));
     PyTuple_SET_ITEM(t, 9, PyLong_FromSsize_t(missing));
-    PyTuple_SET_ITEM(t, 10, PyBytes_FromStringAndSize(want_opts ? (const char *)d + 54 : NULL,
-                                                      want_opts ? oend - 54 : 0));
+    PyTuple_SET_ITEM(t, 10, PyBytes_FromStringAndSize(want_opts ? (const char *)p + 40 : NULL,
+                                                      want_opts ? oend - h->ip - 40 : 0));
     for (int i = 0; i < 11; i++) {
         if (PyTuple_GET_ITEM(t, i) == NULL) {   /* a failed allocation; the error is set */
             Py_DECREF(t);
@@ -93,11 +148,12 @@ static PyObject *fast_tuple(const unsigned char *d, const struct fast_hdr *h)
     return t;
 }
 
-/* Decoder.decode's fast path; NULL with no error set when it does not apply. */
-static PyObject *decode_fast(const unsigned char *d, Py_ssize_t n)
+/* Decoder.decode's tuple for an IPv4 TCP frame fast_header() reads; NULL with no error
+ * set for any other. */
+static PyObject *decode_fast(int linktype, const unsigned char *d, Py_ssize_t n)
 {
     struct fast_hdr h;
-    return fast_header(d, n, &h) ? fast_tuple(d, &h) : NULL;
+    return fast_header(linktype, d, n, &h) ? fast_tuple(d, &h) : NULL;
 }
 
 /* A record as the loops give it to Python: (ts, linktype, data, orig_len, decoded),
@@ -117,11 +173,11 @@ static PyObject *new_record(long long ts, PyObject *lt, const unsigned char *d, 
     return Py_BuildValue("(LONkN)", ts, lt, data, (unsigned long)orig, decoded);
 }
 
-/* new_record() with decode_fast() for an Ethernet frame, and appended to ``out`` */
-static int add_record(PyObject *out, long long ts, PyObject *lt, int ethernet,
+/* new_record() with decode_fast(), appended to ``out`` */
+static int add_record(PyObject *out, long long ts, PyObject *lt, int linktype,
                       const unsigned char *d, uint32_t incl, uint32_t orig)
 {
-    PyObject *dec = ethernet ? decode_fast(d, (Py_ssize_t)incl) : NULL;
+    PyObject *dec = decode_fast(linktype, d, (Py_ssize_t)incl);
     if (dec == NULL && PyErr_Occurred())
         return -1;
     PyObject *rec = new_record(ts, lt, d, incl, orig, dec);
@@ -184,7 +240,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
     uint32_t incl, orig;
     while (PyList_GET_SIZE(out) < max_records && pos < stop
            && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
-        if (add_record(out, ts, lt, linktype == 1, buf + pos + rec_len, incl, orig) < 0)
+        if (add_record(out, ts, lt, linktype, buf + pos + rec_len, incl, orig) < 0)
             goto fail;
         pos += rec_len + (Py_ssize_t)incl;
     }
@@ -869,11 +925,11 @@ static PyObject *lane_key(const unsigned char *a)
  * do with it), and counted in *t (1). Any other record is made into the one Python
  * must take (*slow, 0). -1: error. */
 static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, uint32_t orig,
-                       long long ts, PyObject *lt, int ethernet, struct taken *t,
+                       long long ts, PyObject *lt, int linktype, struct taken *t,
                        PyObject **slow)
 {
     struct fast_hdr h;
-    if (!ethernet || !fast_header(d, (Py_ssize_t)incl, &h)) {
+    if (!fast_header(linktype, d, (Py_ssize_t)incl, &h)) {
         *slow = new_record(ts, lt, d, incl, orig, NULL);
         return *slow != NULL ? 0 : -1;
     }
@@ -882,12 +938,13 @@ static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, u
     if (!got && LANE_FLAGS(h.flags) && h.missing == 0) {
         /* the lane, from the frame itself: no decoded tuple, and the payload made into
            bytes only if Python is given it */
-        PyObject *key = lane_key(d + 26);
+        const unsigned char *p = d + h.ip;
+        PyObject *key = lane_key(p + 12);
         if (key != NULL) {
             struct seg sg = {PyTuple_GET_ITEM(key, 0), PyTuple_GET_ITEM(key, 2),
                              PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 3),
-                             (int)(h.flags & 0x17), (long long)be32(d + 38),
-                             (long long)be32(d + 42),
+                             (int)(h.flags & 0x17), (long long)be32(p + 24),
+                             (long long)be32(p + 28),
                              (const char *)d + h.pstart,
                              h.pstart < h.stop ? h.stop - h.pstart : 0, NULL, key};
             got = lane_seg(table, tsobj, &sg, posobj);
@@ -962,9 +1019,10 @@ static int lane_end(PyObject *table, struct taken *t, int ok)
 }
 
 PyDoc_STRVAR(scan_lane_doc,
-"scan_lane(buf, pos, stop, big_endian, ts_mult, rec_len, limit, max_records, table)\n"
+"scan_lane(buf, pos, stop, big_endian, ts_mult, rec_len, limit, max_records, table,\n"
+"          linktype)\n"
 "-> (pos, done, wire, captured, first_ts, last_ts, record)\n\n"
-"scan() with the connection table, for an Ethernet pcap: the TCP packets decode_fast()\n"
+"scan() with the connection table: the IPv4 TCP packets decode_fast()\n"
 "reads are done here, by the fast lane or table.packet(), and only counted (``done`` of\n"
 "them; ``table.pos`` is advanced); the loop stops after the first other record, returned\n"
 "as scan() would return it (else None), or where scan() stops. ``table.pos`` must hold\n"
@@ -978,21 +1036,23 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
     long long mult;
     unsigned long limit;
     PyObject *table;
+    int linktype;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nniLnknO", &view, &pos, &stop, &big, &mult, &rec_len,
-                          &limit, &max_records, &table))
+    if (!PyArg_ParseTuple(args, "y*nniLnknOi", &view, &pos, &stop, &big, &mult, &rec_len,
+                          &limit, &max_records, &table, &linktype))
         return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t len = view.len;
     struct taken t = {0, 0, 0, 0, 0, 0, NULL};
-    PyObject *slow = NULL, *lt = PyLong_FromLong(1);
+    PyObject *slow = NULL, *lt = PyLong_FromLong(linktype);
     if (!lt || lane_start(table, &t) < 0)
         goto fail;
     long long ts;
     uint32_t incl, orig;
     while (!bad_window(pos, rec_len, mult) && t.n < max_records && pos < stop
            && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
-        int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, lt, 1, &t, &slow);
+        int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, lt, linktype, &t,
+                              &slow);
         if (got < 0)
             goto fail;
         pos += rec_len + (Py_ssize_t)incl;
@@ -1021,6 +1081,29 @@ PyDoc_STRVAR(follow_scan_doc,
 "-> (pos, index, items, ended)\n\n"
 "parallel._candidates' loop over the whole records of a window: ``items`` as it yields\n"
 "them; ``ended``: a record header that ends the segment was reached.");
+
+/* What follow mode filters a frame by (parallel._candidate does the same): the 12 bytes
+ * from the source address on (addresses, ports) of an unfragmented IPv4 TCP packet behind
+ * any link layer ip4_start() reads, or the 36 of an IPv6 TCP packet without extension
+ * headers in an Ethernet frame, with their length in *klen; NULL for any other frame,
+ * which is always a candidate. */
+static const unsigned char *follow_key(int linktype, const unsigned char *d, Py_ssize_t n,
+                                       Py_ssize_t *klen)
+{
+    Py_ssize_t ip = ip4_start(linktype, d, n);
+    if (ip >= 0) {
+        const unsigned char *p = d + ip;
+        if (n - ip < 24 || p[0] != 0x45 || p[9] != 6 || (p[6] & 0x3F) || p[7])
+            return NULL;
+        *klen = 12;
+        return p + 12;
+    }
+    if (linktype == 1 && n >= 58 && d[12] == 0x86 && d[13] == 0xDD && d[20] == 6) {
+        *klen = 36;
+        return d + 22;
+    }
+    return NULL;
+}
 
 static PyObject *follow_scan(PyObject *self, PyObject *args)
 {
@@ -1056,26 +1139,15 @@ static PyObject *follow_scan(PyObject *self, PyObject *args)
         pos += rec_len + (Py_ssize_t)incl;
         done++;
         int candidate = 1;
-        if (linktype == 1 && incl >= 38) {
-            const unsigned char *k = NULL;
-            Py_ssize_t klen = 0;
-            if (d[12] == 0x08 && d[13] == 0x00) {
-                if (d[14] == 0x45 && d[23] == 6 && !(d[20] & 0x3F) && !d[21]) {
-                    k = d + 26;
-                    klen = 12;
-                }
-            } else if (d[12] == 0x86 && d[13] == 0xDD && incl >= 58 && d[20] == 6) {
-                k = d + 22;
-                klen = 36;
-            }
-            if (k != NULL) {
-                PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
-                int in = key ? PySet_Contains(keys, key) : -1;
-                Py_XDECREF(key);
-                if (in < 0)
-                    goto fail;
-                candidate = in;
-            }
+        Py_ssize_t klen = 0;
+        const unsigned char *k = follow_key(linktype, d, (Py_ssize_t)incl, &klen);
+        if (k != NULL) {
+            PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
+            int in = key ? PySet_Contains(keys, key) : -1;
+            Py_XDECREF(key);
+            if (in < 0)
+                goto fail;
+            candidate = in;
         }
         if (!candidate && (i & 0x1FFF))
             continue;
@@ -1115,12 +1187,13 @@ fail:
 
 PyDoc_STRVAR(scan_epb_doc,
 "scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table)\n"
-"-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done)\n\n"
+"-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done, done_linktype)\n\n"
 "Records of the Enhanced Packet Blocks from ``pos``, as scan() gives them; ``ifaces``:\n"
 "(linktype, mult, div, offset_ns) per interface (ts = raw * mult // div + offset_ns);\n"
 "``last_ts``: the last record's timestamp (None if none). With a ``table`` (else None),\n"
-"as scan_lane(): the TCP packets it decodes are done here and only counted, and the loop\n"
-"stops after the first other record (then the only one in ``records``).");
+"as scan_lane(): the TCP packets it decodes are done here and only counted (all of one\n"
+"link type, ``done_linktype``: it stops before a record of another), and the loop stops\n"
+"after the first other record (then the only one in ``records``).");
 
 static PyObject *scan_epb(PyObject *self, PyObject *args)
 {
@@ -1140,7 +1213,7 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
     long long lt_v[MAX_IFACES], mult_v[MAX_IFACES], div_v[MAX_IFACES], off_v[MAX_IFACES];
     PyObject *lt_o[MAX_IFACES];
     PyObject *out = PyList_New(0), *last = NULL;
-    long long last_ts = 0;
+    long long last_ts = 0, done_lt = -1;
     int any = 0, ok = 1;
     if (!out || (table != NULL && lane_start(table, &t) < 0))
         goto fail;
@@ -1174,20 +1247,24 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
             break;                                   /* clamped and counted in Python */
         long long ts = (long long)t128;
         const unsigned char *d = h + 28;
+        if (t.n && lt_v[ifid] != done_lt)
+            break;                  /* the records done are counted as of one link type */
         last_ts = ts;
         any = 1;
         pos += blen;
         if (table == NULL) {
-            if (add_record(out, ts, lt_o[ifid], lt_v[ifid] == 1, d, cap, orig) < 0)
+            if (add_record(out, ts, lt_o[ifid], (int)lt_v[ifid], d, cap, orig) < 0)
                 goto fail;
             continue;
         }
         PyObject *slow = NULL;
-        int got = lane_record(table, d, cap, orig, ts, lt_o[ifid], lt_v[ifid] == 1, &t, &slow);
+        int got = lane_record(table, d, cap, orig, ts, lt_o[ifid], (int)lt_v[ifid], &t, &slow);
         if (got < 0)
             goto fail;
-        if (got)
+        if (got) {
+            done_lt = lt_v[ifid];
             continue;
+        }
         int err = PyList_Append(out, slow);
         Py_DECREF(slow);
         if (err < 0)
@@ -1208,7 +1285,8 @@ done:
         Py_DECREF(out);
         return NULL;
     }
-    return Py_BuildValue("(nNNLLLLL)", pos, out, last, t.n, t.wire, t.cap, t.lo, t.hi);
+    return Py_BuildValue("(nNNLLLLLL)", pos, out, last, t.n, t.wire, t.cap, t.lo, t.hi,
+                         done_lt);
 fail:
     if (table != NULL)
         lane_end(table, &t, 0);

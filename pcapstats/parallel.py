@@ -42,7 +42,6 @@ except ImportError:     # pragma: no cover
     _follow_scan = None
 
 PART_SHIFT = 40          # position = part << PART_SHIFT | record index in the part
-_ETH_IP4 = b"\x08\x00"
 _ETH_IP6 = b"\x86\xdd"
 
 
@@ -300,7 +299,6 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
             return
         endian, mult, rl = fmt
         linktype = struct.unpack_from(endian + "I", head, 20)[0] & 0x03FFFFFF
-        eth = linktype == 1
         offset = seg.start if seg.start is not None else 24
         stop = seg.stop if seg.stop is not None else 1 << 62
         # mapped in windows like the ordinary reader (read() and joining a window's tail
@@ -323,7 +321,7 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
                     # the caller shrinks the keys as connections end: filter again by the
                     # keys of now, exactly as the Python loop would have
                     if holder[0] is not keys and item[3] is not None \
-                            and not _candidate(item[3], holder[0], eth):
+                            and not _candidate(item[3], holder[0], linktype):
                         if item[0] & 0x1FFF:
                             continue
                         item = item[:3] + (None, item[4])
@@ -341,7 +339,7 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
             offset += rl + incl
             i = n
             n += 1
-            if not _candidate(frame, holder[0], eth):
+            if not _candidate(frame, holder[0], linktype):
                 if not i & 0x1FFF:
                     yield i, sec * 1_000_000_000 + frac * mult, linktype, None, orig
                 continue
@@ -349,17 +347,65 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
         yield n, None, None, None, None
 
 
-def _candidate(d: bytes, keys: set[bytes], eth: bool) -> bool:
-    """What _candidates' Python loop decides for the frame ``d`` with ``keys``."""
-    if not eth or len(d) < 38:
-        return True
-    et = d[12:14]
-    if et == _ETH_IP4:
-        return not (d[14] == 0x45 and d[23] == 6 and not d[20] & 0x3F and not d[21]) \
-            or d[26:38] in keys
-    if et == _ETH_IP6 and len(d) >= 58:
-        return d[20] != 6 or d[22:58] in keys
+def _candidate(d: bytes, keys: set[bytes], linktype: int) -> bool:
+    """What _candidates' Python loop decides for the frame ``d`` with ``keys`` (the C loop's
+    follow_key: an unfragmented IPv4 TCP packet behind a link layer _ip4_start reads, or
+    an Ethernet IPv6 TCP packet without extension headers, is one when its addresses
+    and ports are a key; any other frame always is)."""
+    ip = _ip4_start(linktype, d)
+    if ip >= 0:
+        if len(d) - ip < 24 or d[ip] != 0x45 or d[ip + 9] != 6 or d[ip + 6] & 0x3F \
+                or d[ip + 7]:
+            return True
+        return d[ip + 12:ip + 24] in keys
+    if linktype == 1 and len(d) >= 58 and d[12:14] == _ETH_IP6 and d[20] == 6:
+        return d[22:58] in keys
     return True
+
+
+_VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)
+_RAW_IP = (12, 14, 101, 228, 229)
+
+
+def _ip4_start(linktype: int, d: bytes) -> int:
+    """Where an IPv4 header starts in the frame as the decoder finds it (Ethernet, VLAN
+    tags, Linux cooked v1 and v2, raw IP, NULL and LOOP); -1 when it is not one of those
+    (the C loop's ip4_start, for the filter to decide alike)."""
+    n = len(d)
+    if linktype == 1:
+        if n < 14:
+            return -1
+        etype, off = (d[12] << 8) | d[13], 14
+    elif linktype == 276:
+        if n < 20:
+            return -1
+        etype, off = (d[0] << 8) | d[1], 20
+    elif linktype == 113:
+        if n < 16:
+            return -1
+        etype, off = (d[14] << 8) | d[15], 16
+    elif linktype in _RAW_IP:
+        return 0 if n and d[0] >> 4 == 4 else -1
+    elif linktype in (0, 108):
+        if n < 4:
+            return -1
+        fam = int.from_bytes(d[:4], "big" if linktype == 108 else "little")
+        if linktype == 0 and fam > 0xFFFF:
+            fam = int.from_bytes(d[:4], "big")
+        return 4 if fam == 2 else -1
+    else:
+        return -1
+    for _ in range(8):
+        if etype not in _VLAN_TYPES:
+            break
+        if off + 4 > n:
+            return -1
+        etype = (d[off + 2] << 8) | d[off + 3]
+        off += 4
+    else:
+        if etype in _VLAN_TYPES:
+            return -1
+    return off if etype == 0x0800 else -1
 
 
 class Declined(Exception):

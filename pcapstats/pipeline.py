@@ -248,15 +248,15 @@ class RunContext:
         try:
             for ts, lt, data, orig, r in records:
                 if ts is None:
-                    # ``lt`` Ethernet/IPv4/TCP records the C loop gave to the table itself
-                    # (read with ``lane``): only their counts come here
+                    # ``lt`` IPv4/TCP records (of link type ``ltype``) the C loop gave to
+                    # the table itself (read with ``lane``): only their counts come here
                     npk += lt
                     pos += lt
                     tcp += lt
                     fast += lt
                     wire += data
                     cap += orig
-                    lo, hi = r
+                    lo, hi, ltype = r
                     if first is None:
                         first, last = lo, hi
                     else:
@@ -264,7 +264,7 @@ class RunContext:
                             first = lo
                         if hi > last:
                             last = hi
-                    linktypes[1] = linktypes.get(1, 0) + lt
+                    linktypes[ltype] = linktypes.get(ltype, 0) + lt
                     if progress is not None and npk >= tick:
                         tick = npk + 0x4000
                         progress(sum(f.disk_read for f in files), total)

@@ -115,6 +115,61 @@ def test_same_records_on_crafted_files(tmp_path: Path, magic: bytes) -> None:
     assert _check_same(str(path)) == 15
 
 
+def _link(linktype: int, ip: bytes, tags: int = 0) -> bytes:
+    """An IP packet behind the link header of ``linktype`` (``tags`` 802.1Q tags on
+    Ethernet and Linux cooked v1/v2)."""
+    version = ip[0] >> 4 if ip else 4
+    etype = b"\x08\x00" if version == 4 else b"\x86\xdd"
+    vlan = b"".join(b"\x81\x00" + struct.pack("!H", 10 + k) for k in range(tags))
+    if linktype == 1:
+        return b"\x02" * 12 + vlan + etype + ip
+    if linktype == 113:
+        return struct.pack("!HHH8s", 0, 1, 6, b"\x02" * 8) + vlan + etype + ip
+    if linktype == 276:
+        head = (b"\x81\x00" if tags else etype) + struct.pack("!HIHBB8s", 0, 3, 1, 0, 6,
+                                                                b"\x02" * 8)
+        if tags:        # the cooked v2 header's protocol is the first tag's type
+            vlan = vlan[2:] + etype
+        return head + vlan + ip
+    if linktype in (0, 108):
+        fam = 2 if version == 4 else 30
+        return (struct.pack("<I", fam) if linktype == 0 else struct.pack("!I", fam)) + ip
+    return ip           # raw IP
+
+
+LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276]
+
+
+@pytest.mark.parametrize("linktype", LINKTYPES)
+def test_link_types_in_c(tmp_path: Path, linktype: int) -> None:
+    """The C loop decodes IPv4 TCP behind each link layer the decoder knows (VLAN tags
+    too) exactly as the decoder does, and leaves it everything else (IPv6, UDP, cut
+    headers); with the connection table (scan_lane), the same run as without it."""
+    full = _tcp()[14:]
+    recs = []
+    for tags in (0, 1, 2) if linktype in (1, 113, 276) else (0,):
+        for ip in (full, full[:46], _tcp(b"", 0x02, 0x80)[14:], _tcp(total=2000)[14:],
+                   b"\x60" + b"\x00" * 39, full[:30]):
+            frame = _link(linktype, ip, tags)
+            recs += [(1_700_000_000, len(recs), frame, len(frame)),
+                     (1_700_000_001, len(recs), frame[:len(frame) - len(ip) + 8], len(frame))]
+    if linktype == 0:       # written on a big-endian machine: the family in its order
+        frame = struct.pack("!I", 2) + full
+        recs += [(1_700_000_002, 0, frame, len(frame))]
+    path = tmp_path / "l.pcap"
+    path.write_bytes(_pcap(recs, linktype=linktype))
+    assert _check_same(str(path)) == 4 * (3 if linktype in (1, 113, 276) else 1) + \
+        (linktype == 0)
+    import pcapstats.pipeline as pipeline
+    with_lane = _run_snapshot(str(path))
+    saved = readers._scan_lane, pipeline._lane
+    try:
+        readers._scan_lane = pipeline._lane = None
+        assert _run_snapshot(str(path)) == with_lane
+    finally:
+        readers._scan_lane, pipeline._lane = saved
+
+
 @pytest.mark.parametrize("tail, problem", [
     (struct.pack("<IIII", 1, 0, 300000, 300000), "larger than the snaplen"),
     (struct.pack("<IIII", 1, 0, 0, 0), "length 0"),
@@ -188,10 +243,14 @@ _frames = st.one_of(
                                _frames, st.integers(0, 2**32 - 1)), max_size=12),
        magic=st.sampled_from([b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
                               b"\x34\xcd\xb2\xa1"]),
-       linktype=st.sampled_from([1, 101, 113]),
+       linktype=st.sampled_from(LINKTYPES),
+       linked=st.lists(st.tuples(st.integers(0, 2), st.booleans()), max_size=12),
        chop=st.integers(0, 40))
 def test_random_files_agree(tmp_path_factory: pytest.TempPathFactory, recs: list,
-                            magic: bytes, linktype: int, chop: int) -> None:
+                            magic: bytes, linktype: int, linked: list, chop: int) -> None:
+    # (some frames behind the link type's own header, VLAN tags and all)
+    recs = [(sec, frac, _link(linktype, data[14:], tags) if wrap else data, orig)
+            for (sec, frac, data, orig), (tags, wrap) in zip(recs, linked + [(0, False)] * 12)]
     body = _pcap(recs, magic, linktype=linktype)
     path = tmp_path_factory.mktemp("r") / "r.pcap"
     path.write_bytes(body[:len(body) - chop] if chop < len(body) else body)
@@ -357,13 +416,33 @@ def test_lane_takes_handshake_and_teardown(tmp_path: Path,
     assert late["packets"] == 1 and late["first_ts"] == (base + 70_000) * 1_000_000
 
 
-def test_follow_filter_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _relinked(path: str, linktype: int, tags: int = 0) -> str:
+    """The capture at ``path`` (Ethernet, IPv4) with each packet behind another link
+    header."""
+    recs = list(read_capture(path, FileInfo(path), []))
+    out = f"{path}.{linktype}.{tags}.pcap"
+    frames = []
+    for ts, _, d, o in recs:
+        frame = _link(linktype, d[14:], tags)
+        frames.append((ts // 10**9, ts % 10**9 // 1000, frame, o - len(d) + len(frame)))
+    Path(out).write_bytes(_pcap(frames, linktype=linktype))
+    return out
+
+
+@pytest.mark.parametrize("linktype, tags", [(1, 0), (276, 0), (1, 2), (113, 1), (101, 0),
+                                            (0, 0)])
+def test_follow_filter_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  linktype: int, tags: int) -> None:
     """Follow mode's record filter (parallel._candidates) yields the same items with its
-    C loop as without, for a segment cut mid-file and a key set that picks some flows."""
+    C loop as without, for a segment cut mid-file and a key set that picks some flows,
+    behind each kind of link layer it reads addresses from."""
     import pcapstats.parallel as parallel
     path = _bench_capture(tmp_path, 30_000)
+    if (linktype, tags) != (1, 0):
+        path = _relinked(path, linktype, tags)
     recs = list(read_capture(path, FileInfo(path), []))
-    keys = {data[26:38] for _, _, data, _ in recs[::97] if len(data) >= 38}
+    ip = len(_link(linktype, b"\x45", tags)) - 1
+    keys = {data[ip + 12:ip + 24] for _, _, data, _ in recs[::97] if len(data) >= ip + 24}
     offsets, off = [], 24
     for _, _, data, _ in recs:
         offsets.append(off)
@@ -375,6 +454,33 @@ def test_follow_filter_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert with_c == without
     candidates = [it for it in with_c if it[3] is not None]
     assert 2_000 < len(candidates) < 19_000 and with_c[-1][0] == 20_000
+
+
+@pytest.mark.parametrize("linktype", LINKTYPES)
+def test_follow_filter_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              linktype: int) -> None:
+    """Which frames the filter passes: an IPv4 TCP packet when its addresses and ports
+    are a key; a fragment, a UDP or IPv6 packet or a cut header always (the decoder
+    decides); the C loop and the Python loop alike."""
+    import pcapstats.parallel as parallel
+    ip = _tcp()[14:]
+    key = ip[12:24]
+    other = ip[:12] + b"\x0a\x00\x00\x09" + ip[16:]          # another source address
+    frag = other[:6] + b"\x20\x00" + other[8:]              # MF set
+    udp = other[:9] + b"\x11" + other[10:]
+    frames = [_link(linktype, p) for p in (ip, frag, other, udp, ip[:22], b"\x60" + ip[1:])]
+    path = tmp_path / "f.pcap"
+    path.write_bytes(_pcap([(1_700_000_000, i + 1, f, len(f)) for i, f in enumerate(frames)],
+                           linktype=linktype))
+    seg = parallel.Segment(0, str(path), None, None)
+
+    def passed() -> list[int]:
+        return [it[0] for it in parallel._candidates(seg, [{key}]) if it[3] is not None]
+
+    with_c = passed()
+    assert with_c == [0, 1, 3, 4, 5]
+    monkeypatch.setattr(parallel, "_follow_scan", None)
+    assert passed() == with_c
 
 
 def test_follow_filter_keys_shrinking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -489,6 +595,38 @@ def test_pcapng_whole_run_and_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     split = pcapstats.analyze(str(ng), jobs=2, parts=3)
     assert serial.result.connections == split.result.connections
     assert serial.summary["http"] == split.summary["http"]
+
+
+def test_pcapng_link_types_mixed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pcapng whose packets come from an Ethernet and a Linux cooked v2 interface in
+    turn (``tcpdump -i any`` beside a NIC): the C loop and the lane take both, and the run
+    equals the one without them, the packets of each link type counted as such."""
+    import pcapstats.pipeline as pipeline
+    src = _bench_capture(tmp_path, 6_000)
+    recs = list(read_capture(src, FileInfo(src), []))
+    ng = tmp_path / "mixed.pcapng"
+    ng.write_bytes(_shb() + _idb(tsresol=6) + _idb(276, tsresol=6) + b"".join(
+        _epb(0, ts // 1000, d, o) if (i // 7) % 2 else
+        _epb(1, ts // 1000, _link(276, d[14:]), o + 6) for i, (ts, _, d, o) in enumerate(recs)))
+
+    def snapshot() -> tuple:
+        r = run([str(ng)], Options())
+        return _run_snapshot(str(ng)), r.linktypes, r.wire_bytes, r.captured_bytes
+
+    taken = [0]
+    scan_epb = readers._scan_epb
+
+    def counting(*args):
+        out = scan_epb(*args)
+        taken[0] += out[3]
+        return out
+
+    monkeypatch.setattr(readers, "_scan_epb", counting)
+    with_c = snapshot()
+    assert set(with_c[1]) == {1, 276} and taken[0] > 0.9 * 2 * len(recs)
+    monkeypatch.setattr(pipeline, "_lane", None)
+    monkeypatch.setattr(readers, "_scan_epb", None)
+    assert snapshot() == with_c
 
 
 def _as_read(path: str) -> tuple[list, list, dict]:

@@ -64,6 +64,20 @@ def test_generated_capture_in_parts_equals_serial(big: Path, parts: int) -> None
     _same(run([str(big)], Options()), merged)
 
 
+@pytest.mark.parametrize("linktype, tags", [(276, 0), (113, 1)])
+def test_linux_cooked_capture_in_parts_equals_serial(big: Path, tmp_path: Path,
+                                                     linktype: int, tags: int) -> None:
+    """``tcpdump -i any`` writes Linux cooked frames: the parts' follow mode filters those
+    by their addresses too, and the stitched result is the serial one."""
+    from test_fastpcap import _relinked
+    shutil.copy(big, tmp_path / "b.pcap")
+    path = _relinked(str(tmp_path / "b.pcap"), linktype, tags)
+    merged, layout = _parallel([path], 3)
+    serial = run([path], Options())
+    _same(serial, merged)
+    assert serial.linktypes == {linktype: serial.packets}
+
+
 SPLITTABLE = sorted(p.name for p in SAMPLES.glob("*.pcap*")
                     if not p.name.endswith(".gz") and p.stat().st_size > 1400
                     and not p.name.startswith("broken"))

@@ -391,7 +391,7 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
     unpack = hdr.unpack_from
     records = 0
     scan = _scan if decoded else None
-    fused = _scan_lane if scan is not None and lane is not None and linktype == 1 else None
+    fused = _scan_lane if scan is not None and lane is not None else None
     big = endian == ">"
     try:
         while True:
@@ -401,11 +401,11 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
                 # after, if any (see _fastpcap.scan_lane and RunContext.consume)
                 win.pos, taken, wire, cap, lo, hi, rec = fused(
                     win.buf, win.pos, stop - win.base, big, ts_mult, rec_len, limit, 4096,
-                    lane)
+                    lane, linktype)
                 if taken:
                     records += taken
                     info.records = records
-                    yield (None, taken, wire, cap, (lo, hi))
+                    yield (None, taken, wire, cap, (lo, hi, linktype))
                 if rec is not None:
                     records += 1
                     info.records = records
@@ -541,7 +541,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 # the C loop takes the Enhanced Packet Blocks it is sure of (with ``lane``,
                 # as in _read_pcap: counts, then the record it stopped after); the loop
                 # below takes any other block, and the one the C loop stopped at
-                win.pos, batch, ts, taken, wire, cap, lo, hi = scan(
+                win.pos, batch, ts, taken, wire, cap, lo, hi, taken_lt = scan(
                     win.buf, win.pos, stop - win.base, endian == ">", MAX_BLOCK,
                     tuple((i.linktype, i.mult, i.div, i.offset_ns) for i in ifaces), 4096,
                     lane if decoded else None)
@@ -550,7 +550,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 if taken:
                     records += taken
                     info.records = records
-                    yield (None, taken, wire, cap, (lo, hi))
+                    yield (None, taken, wire, cap, (lo, hi, taken_lt))
                 if batch:
                     for rec in batch:
                         records += 1
