@@ -26,20 +26,22 @@ static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 
 
 static inline uint32_t be32(const unsigned char *p) { return rd32(p, 1); }
 
-/* What Decoder.decode reads of a frame it decodes as IPv4 and TCP: where the IP header
- * starts (d[ip:]), where the payload is (d[pstart:stop], ``missing`` bytes cut by the
- * snaplen) and whether it keeps the TCP options. */
+/* What Decoder.decode reads of a frame it decodes as IPv4 or IPv6 and TCP: where the
+ * addresses are (``alen`` bytes each, source first) and the TCP header (d[tcp:]), where the
+ * payload is (d[pstart:stop], ``missing`` bytes cut by the snaplen) and whether it keeps
+ * the TCP options. */
 struct fast_hdr {
     unsigned flags;
-    Py_ssize_t ip, pstart, stop, missing, oend;
+    Py_ssize_t addr, alen, tcp, pstart, stop, missing, oend;
     int want_opts;
 };
 
-/* Where the link layer of ``linktype`` says an IPv4 packet starts in the frame, as
+/* Where the link layer of ``linktype`` says an IP packet starts in the frame, as
  * Decoder._decode and _ether_rest find it (Ethernet, 802.1Q/802.1ad tags, Linux cooked
- * v1 and v2, raw IP, BSD NULL and LOOP); -1 for anything else (IPv6, MPLS, PPPoE, other
- * link types, a header cut short: the Python decoder takes those). */
-static Py_ssize_t ip4_start(int linktype, const unsigned char *d, Py_ssize_t n)
+ * v1 and v2, raw IP, BSD NULL and LOOP), with its version (4 or 6) in *version; -1 for
+ * anything else (MPLS, PPPoE, other link types, a header cut short: the Python decoder
+ * takes those). */
+static Py_ssize_t ip_start(int linktype, const unsigned char *d, Py_ssize_t n, int *version)
 {
     Py_ssize_t off;
     unsigned etype;
@@ -63,14 +65,18 @@ static Py_ssize_t ip4_start(int linktype, const unsigned char *d, Py_ssize_t n)
         off = 16;
         break;
     case 12: case 14: case 101: case 228: case 229:     /* raw IP: by the version */
-        return n >= 1 && d[0] >> 4 == 4 ? 0 : -1;
+        if (n < 1 || (d[0] >> 4 != 4 && d[0] >> 4 != 6))
+            return -1;
+        *version = d[0] >> 4;
+        return 0;
     case 0: case 108: {                     /* NULL (host byte order), LOOP (big endian) */
         if (n < 4)
             return -1;
         uint32_t fam = linktype == 108 ? be32(d) : rd32(d, 0);
         if (linktype == 0 && fam > 0xFFFF)
             fam = be32(d);
-        return fam == 2 ? 4 : -1;
+        *version = fam == 2 ? 4 : 6;
+        return fam == 2 || fam == 10 || fam == 24 || fam == 28 || fam == 30 ? 4 : -1;
     }
     default:
         return -1;
@@ -82,24 +88,55 @@ static Py_ssize_t ip4_start(int linktype, const unsigned char *d, Py_ssize_t n)
         etype = be16(d + off + 2);
         off += 4;
     }
-    return etype == 0x0800 ? off : -1;
+    *version = etype == 0x0800 ? 4 : 6;
+    return etype == 0x0800 || etype == 0x86DD ? off : -1;
 }
 
-/* 1 when the frame is IPv4 without options or fragmentation carrying TCP, at the start
- * ip4_start() gives for ``linktype``, with ``h`` filled; else 0 */
+/* ip_start() for an IPv4 packet only */
+static Py_ssize_t ip4_start(int linktype, const unsigned char *d, Py_ssize_t n)
+{
+    int version = 0;
+    Py_ssize_t ip = ip_start(linktype, d, n, &version);
+    return version == 4 ? ip : -1;
+}
+
+/* 1 when the frame is IPv4 without options or fragmentation, or IPv6 without extension
+ * headers, carrying TCP, at the start ip_start() gives for ``linktype``, with ``h``
+ * filled; else 0 */
 static int fast_header(int linktype, const unsigned char *d, Py_ssize_t n,
                        struct fast_hdr *h)
 {
-    Py_ssize_t ip = ip4_start(linktype, d, n);
-    if (ip < 0 || n - ip < 40)
+    int version = 0;
+    Py_ssize_t ip = ip_start(linktype, d, n, &version), tcp, end;
+    if (ip < 0)
         return 0;
     const unsigned char *p = d + ip;
-    unsigned vihl = p[0], total = be16(p + 2), frag = be16(p + 6);
-    unsigned proto = p[9], doff = p[32], flags = p[33];
-    Py_ssize_t hl = (Py_ssize_t)((doff >> 4) << 2);
-    if (!(vihl == 0x45 && proto == 6 && total >= 20 && !(frag & 0x3FFF) && hl >= 20))
+    if (version == 4) {
+        if (n - ip < 40)
+            return 0;
+        unsigned vihl = p[0], total = be16(p + 2), frag = be16(p + 6);
+        if (!(vihl == 0x45 && p[9] == 6 && total >= 20 && !(frag & 0x3FFF)))
+            return 0;
+        tcp = ip + 20;
+        end = ip + (Py_ssize_t)total;
+        h->addr = ip + 12;
+        h->alen = 4;
+    } else {
+        /* Decoder.ipv6 with TCP as the next header: the payload length, 0 for a
+           jumbogram or TSO (to the end of the frame) */
+        if (n - ip < 60 || p[0] >> 4 != 6 || p[6] != 6)
+            return 0;
+        unsigned plen = be16(p + 4);
+        tcp = ip + 40;
+        end = plen ? tcp + (Py_ssize_t)plen : n;
+        h->addr = ip + 8;
+        h->alen = 16;
+    }
+    unsigned flags = d[tcp + 13];
+    Py_ssize_t hl = (Py_ssize_t)((d[tcp + 12] >> 4) << 2);
+    if (hl < 20)
         return 0;
-    Py_ssize_t end = ip + (Py_ssize_t)total, pstart = ip + 20 + hl, missing = 0, stop = end;
+    Py_ssize_t pstart = tcp + hl, missing = 0, stop = end;
     if (end > n) {              /* cut by the snaplen */
         missing = end - (n > pstart ? n : pstart);
         if (missing < 0)
@@ -107,12 +144,12 @@ static int fast_header(int linktype, const unsigned char *d, Py_ssize_t n,
         stop = n;
     }
     h->flags = flags;
-    h->ip = ip;
+    h->tcp = tcp;
     h->pstart = pstart;
     h->stop = stop;
     h->missing = missing;
-    h->oend = pstart < n ? pstart : n;      /* data[ip + 40:pstart], clamped like a slice */
-    h->want_opts = (flags & 0x02) && hl > 20 && h->oend > ip + 40;
+    h->oend = pstart < n ? pstart : n;      /* data[tcp + 20:pstart], clamped like a slice */
+    h->want_opts = (flags & 0x02) && hl > 20 && h->oend > tcp + 20;
     return 1;
 }
 
@@ -121,24 +158,24 @@ static PyObject *fast_tuple(const unsigned char *d, const struct fast_hdr *h)
 {
     Py_ssize_t pstart = h->pstart, stop = h->stop, missing = h->missing, oend = h->oend;
     int want_opts = h->want_opts;
-    const unsigned char *p = d + h->ip;     /* the IP header */
+    const unsigned char *a = d + h->addr, *p = d + h->tcp;
     unsigned flags = h->flags;
     PyObject *t = PyTuple_New(11);
     if (t == NULL)
         return NULL;
     PyTuple_SET_ITEM(t, 0, PyLong_FromLong(6));
-    PyTuple_SET_ITEM(t, 1, PyBytes_FromStringAndSize((const char *)p + 12, 4));
-    PyTuple_SET_ITEM(t, 2, PyBytes_FromStringAndSize((const char *)p + 16, 4));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)be16(p + 20)));
-    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)be16(p + 22)));
+    PyTuple_SET_ITEM(t, 1, PyBytes_FromStringAndSize((const char *)a, h->alen));
+    PyTuple_SET_ITEM(t, 2, PyBytes_FromStringAndSize((const char *)a + h->alen, h->alen));
+    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)be16(p)));
+    PyTuple_SET_ITEM(t, 4, PyLong_FromLong((long)be16(p + 2)));
     PyTuple_SET_ITEM(t, 5, PyLong_FromLong((long)flags));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLong(be32(p + 24)));
-    PyTuple_SET_ITEM(t, 7, PyLong_FromUnsignedLong(be32(p + 28)));
+    PyTuple_SET_ITEM(t, 6, PyLong_FromUnsignedLong(be32(p + 4)));
+    PyTuple_SET_ITEM(t, 7, PyLong_FromUnsignedLong(be32(p + 8)));
     PyTuple_SET_ITEM(t, 8, PyBytes_FromStringAndSize(pstart < stop ? (const char *)d + pstart
                                                      : NULL, pstart < stop ? stop - pstart : 0));
     PyTuple_SET_ITEM(t, 9, PyLong_FromSsize_t(missing));
-    PyTuple_SET_ITEM(t, 10, PyBytes_FromStringAndSize(want_opts ? (const char *)p + 40 : NULL,
-                                                      want_opts ? oend - h->ip - 40 : 0));
+    PyTuple_SET_ITEM(t, 10, PyBytes_FromStringAndSize(want_opts ? (const char *)p + 20 : NULL,
+                                                      want_opts ? oend - h->tcp - 20 : 0));
     for (int i = 0; i < 11; i++) {
         if (PyTuple_GET_ITEM(t, i) == NULL) {   /* a failed allocation; the error is set */
             Py_DECREF(t);
@@ -883,30 +920,35 @@ static PyObject *lane(PyObject *self, PyObject *args)
 
 /* A loop running the connection table: what it counts of the records it does. */
 struct taken {
-    long long n, wire, cap, lo, hi, cur;    /* cur: position of the last record */
+    long long n, n6, wire, cap, lo, hi, cur;    /* n6: IPv6 of n; cur: position of the last
+                                                   record */
     PyObject *packet;                       /* table.packet */
 };
 
-/* The connection table's key (src, sport, dst, dport) of an IPv4 frame's addresses and
- * ports (``a``: the 12 bytes from the IP source address on), as a new reference. The keys
- * of recent frames are kept (a direct-mapped cache by those bytes): a connection's
- * packets then share one key instead of making five objects each. */
+/* The connection table's key (src, sport, dst, dport) of a frame's addresses and ports
+ * (``a``: the source and destination addresses, ``alen`` bytes each, then the ports: as
+ * they follow each other in an IPv4 header without options, or an IPv6 header, and TCP),
+ * as a new reference. The keys of recent frames are kept (a direct-mapped cache by those
+ * bytes): a connection's packets then share one key instead of making five objects each. */
 #define KEY_CACHE 1024
-static struct { unsigned char raw[12]; PyObject *key; } key_cache[KEY_CACHE];
+static struct { unsigned char raw[36]; Py_ssize_t alen; PyObject *key; } key_cache[KEY_CACHE];
 
-static PyObject *lane_key(const unsigned char *a)
+static PyObject *lane_key(const unsigned char *a, Py_ssize_t alen)
 {
-    uint32_t h = (be32(a) * 2654435761u) ^ (be32(a + 4) * 2246822519u) ^ (be32(a + 8) * 3266489917u);
+    Py_ssize_t len = 2 * alen + 4;
+    uint32_t h = be32(a + len - 4) * 3266489917u;
+    for (Py_ssize_t k = 0; k < 2 * alen; k += 4)
+        h ^= be32(a + k) * (k & 4 ? 2246822519u : 2654435761u) + (uint32_t)k;
     unsigned i = (h ^ (h >> 15)) & (KEY_CACHE - 1);
     PyObject *key = key_cache[i].key;
-    if (key != NULL && memcmp(key_cache[i].raw, a, 12) == 0) {
+    if (key != NULL && key_cache[i].alen == alen && memcmp(key_cache[i].raw, a, len) == 0) {
         Py_INCREF(key);
         return key;
     }
-    PyObject *src = PyBytes_FromStringAndSize((const char *)a, 4);
-    PyObject *dst = PyBytes_FromStringAndSize((const char *)a + 4, 4);
-    PyObject *sport = PyLong_FromLong((long)be16(a + 8));
-    PyObject *dport = PyLong_FromLong((long)be16(a + 10));
+    PyObject *src = PyBytes_FromStringAndSize((const char *)a, alen);
+    PyObject *dst = PyBytes_FromStringAndSize((const char *)a + alen, alen);
+    PyObject *sport = PyLong_FromLong((long)be16(a + 2 * alen));
+    PyObject *dport = PyLong_FromLong((long)be16(a + 2 * alen + 2));
     key = src && dst && sport && dport ? PyTuple_Pack(4, src, sport, dst, dport) : NULL;
     Py_XDECREF(src);
     Py_XDECREF(dst);
@@ -915,7 +957,8 @@ static PyObject *lane_key(const unsigned char *a)
     if (key == NULL)
         return NULL;
     Py_XSETREF(key_cache[i].key, key);
-    memcpy(key_cache[i].raw, a, 12);
+    memcpy(key_cache[i].raw, a, len);
+    key_cache[i].alen = alen;
     Py_INCREF(key);
     return key;
 }
@@ -938,13 +981,13 @@ static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, u
     if (!got && LANE_FLAGS(h.flags) && h.missing == 0) {
         /* the lane, from the frame itself: no decoded tuple, and the payload made into
            bytes only if Python is given it */
-        const unsigned char *p = d + h.ip;
-        PyObject *key = lane_key(p + 12);
+        const unsigned char *p = d + h.tcp;
+        PyObject *key = lane_key(d + h.addr, h.alen);
         if (key != NULL) {
             struct seg sg = {PyTuple_GET_ITEM(key, 0), PyTuple_GET_ITEM(key, 2),
                              PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 3),
-                             (int)(h.flags & 0x17), (long long)be32(p + 24),
-                             (long long)be32(p + 28),
+                             (int)(h.flags & 0x17), (long long)be32(p + 4),
+                             (long long)be32(p + 8),
                              (const char *)d + h.pstart,
                              h.pstart < h.stop ? h.stop - h.pstart : 0, NULL, key};
             got = lane_seg(table, tsobj, &sg, posobj);
@@ -978,6 +1021,7 @@ static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, u
     else if (ts < t->lo)
         t->lo = ts;
     t->n++;
+    t->n6 += h.alen == 16;
     t->cur++;
     t->wire += orig;
     t->cap += incl;
@@ -1021,8 +1065,8 @@ static int lane_end(PyObject *table, struct taken *t, int ok)
 PyDoc_STRVAR(scan_lane_doc,
 "scan_lane(buf, pos, stop, big_endian, ts_mult, rec_len, limit, max_records, table,\n"
 "          linktype)\n"
-"-> (pos, done, wire, captured, first_ts, last_ts, record)\n\n"
-"scan() with the connection table: the IPv4 TCP packets decode_fast()\n"
+"-> (pos, done, wire, captured, first_ts, last_ts, record, done_ipv6)\n\n"
+"scan() with the connection table: the TCP packets decode_fast()\n"
 "reads are done here, by the fast lane or table.packet(), and only counted (``done`` of\n"
 "them; ``table.pos`` is advanced); the loop stops after the first other record, returned\n"
 "as scan() would return it (else None), or where scan() stops. ``table.pos`` must hold\n"
@@ -1043,7 +1087,7 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
         return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t len = view.len;
-    struct taken t = {0, 0, 0, 0, 0, 0, NULL};
+    struct taken t = {0, 0, 0, 0, 0, 0, 0, NULL};
     PyObject *slow = NULL, *lt = PyLong_FromLong(linktype);
     if (!lt || lane_start(table, &t) < 0)
         goto fail;
@@ -1067,7 +1111,7 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
         slow = Py_None;
         Py_INCREF(slow);
     }
-    return Py_BuildValue("(nLLLLLN)", pos, t.n, t.wire, t.cap, t.lo, t.hi, slow);
+    return Py_BuildValue("(nLLLLLNL)", pos, t.n, t.wire, t.cap, t.lo, t.hi, slow, t.n6);
 fail:
     lane_end(table, &t, 0);
     PyBuffer_Release(&view);
@@ -1187,7 +1231,8 @@ fail:
 
 PyDoc_STRVAR(scan_epb_doc,
 "scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table)\n"
-"-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done, done_linktype)\n\n"
+"-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done, done_linktype,\n"
+"    done_ipv6)\n\n"
 "Records of the Enhanced Packet Blocks from ``pos``, as scan() gives them; ``ifaces``:\n"
 "(linktype, mult, div, offset_ns) per interface (ts = raw * mult // div + offset_ns);\n"
 "``last_ts``: the last record's timestamp (None if none). With a ``table`` (else None),\n"
@@ -1201,7 +1246,7 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
     Py_ssize_t pos, stop, max_block, max_records;
     int big;
     PyObject *ifaces, *table;
-    struct taken t = {0, 0, 0, 0, 0, 0, NULL};
+    struct taken t = {0, 0, 0, 0, 0, 0, 0, NULL};
     (void)self;
     if (!PyArg_ParseTuple(args, "y*nninO!nO", &view, &pos, &stop, &big, &max_block,
                           &PyTuple_Type, &ifaces, &max_records, &table))
@@ -1285,8 +1330,8 @@ done:
         Py_DECREF(out);
         return NULL;
     }
-    return Py_BuildValue("(nNNLLLLLL)", pos, out, last, t.n, t.wire, t.cap, t.lo, t.hi,
-                         done_lt);
+    return Py_BuildValue("(nNNLLLLLLL)", pos, out, last, t.n, t.wire, t.cap, t.lo, t.hi,
+                         done_lt, t.n6);
 fail:
     if (table != NULL)
         lane_end(table, &t, 0);

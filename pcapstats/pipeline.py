@@ -243,20 +243,22 @@ class RunContext:
         wire, cap = res.wire_bytes, res.captured_bytes
         first, last = res.first_ts, res.last_ts
         pos = table.pos = base - 1
-        fast = 0
+        fast = fast6 = 0
         tick = npk + 0x4000
         try:
             for ts, lt, data, orig, r in records:
                 if ts is None:
-                    # ``lt`` IPv4/TCP records (of link type ``ltype``) the C loop gave to
-                    # the table itself (read with ``lane``): only their counts come here
+                    # ``lt`` TCP records (of link type ``ltype``, ``v6`` of them IPv6) the C
+                    # loop gave to the table itself (read with ``lane``): only their counts
+                    # come here
+                    lo, hi, ltype, v6 = r
                     npk += lt
                     pos += lt
                     tcp += lt
-                    fast += lt
+                    fast += lt - v6
+                    fast6 += v6
                     wire += data
                     cap += orig
-                    lo, hi, ltype = r
                     if first is None:
                         first, last = lo, hi
                     else:
@@ -285,8 +287,10 @@ class RunContext:
                     r = decode(lt, data, orig, ts)
                     if r is None:
                         continue
-                else:           # decoded by the C record loop (an IPv4 packet)
+                elif len(r[1]) == 4:    # decoded by the C record loop
                     fast += 1
+                else:
+                    fast6 += 1
                 if r[0] == 6:
                     tcp += 1
                     if lane is None or not lane(table, ts, r):
@@ -300,7 +304,7 @@ class RunContext:
                     tick = npk + 0x4000
                     progress(sum(f.disk_read for f in files), total)
         finally:
-            self.decoder.count_fast(fast)
+            self.decoder.count_fast(fast, fast6)
             res.packets, res.tcp_packets, res.udp_packets = npk, tcp, nudp
             res.wire_bytes, res.captured_bytes = wire, cap
             res.first_ts, res.last_ts = first, last

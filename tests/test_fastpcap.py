@@ -115,6 +115,17 @@ def test_same_records_on_crafted_files(tmp_path: Path, magic: bytes) -> None:
     assert _check_same(str(path)) == 15
 
 
+def _as_ipv6(ip: bytes, plen: int | None = None, nxt: int | None = None) -> bytes:
+    """The IPv4 packet ``ip`` (20-byte header) as IPv6: the same TCP segment, addresses
+    2001:db8::<IPv4 address>; ``plen`` 0 as TSO writes it, ``nxt`` another next header
+    (an extension header the C loop leaves to the decoder)."""
+    total = struct.unpack_from("!H", ip, 2)[0]
+    pre = b"\x20\x01\x0d\xb8" + bytes(8)
+    head = struct.pack("!IHBB", 0x60000000, total - 20 if plen is None else plen,
+                       6 if nxt is None else nxt, 64)
+    return head + pre + ip[12:16] + pre + ip[16:20] + ip[20:]
+
+
 def _link(linktype: int, ip: bytes, tags: int = 0) -> bytes:
     """An IP packet behind the link header of ``linktype`` (``tags`` 802.1Q tags on
     Ethernet and Linux cooked v1/v2)."""
@@ -142,23 +153,31 @@ LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276]
 
 @pytest.mark.parametrize("linktype", LINKTYPES)
 def test_link_types_in_c(tmp_path: Path, linktype: int) -> None:
-    """The C loop decodes IPv4 TCP behind each link layer the decoder knows (VLAN tags
-    too) exactly as the decoder does, and leaves it everything else (IPv6, UDP, cut
-    headers); with the connection table (scan_lane), the same run as without it."""
+    """The C loop decodes IPv4 and IPv6 TCP behind each link layer the decoder knows
+    (VLAN tags too) exactly as the decoder does, and leaves it everything else (IPv6
+    extension headers, UDP, cut headers); with the connection table (scan_lane), the
+    same run as without it."""
     full = _tcp()[14:]
+    syn = _tcp(b"", 0x02, 0x80)[14:]
     recs = []
     for tags in (0, 1, 2) if linktype in (1, 113, 276) else (0,):
-        for ip in (full, full[:46], _tcp(b"", 0x02, 0x80)[14:], _tcp(total=2000)[14:],
-                   b"\x60" + b"\x00" * 39, full[:30]):
+        for ip in (full, full[:46], syn, _tcp(total=2000)[14:], b"\x60" + b"\x00" * 39,
+                   full[:30],
+                   # IPv6: in C (whole, cut, options, TSO's length 0), else the decoder's
+                   _as_ipv6(full), _as_ipv6(full)[:66], _as_ipv6(syn), _as_ipv6(full, plen=0),
+                   _as_ipv6(full, nxt=0), _as_ipv6(full)[:50]):
             frame = _link(linktype, ip, tags)
             recs += [(1_700_000_000, len(recs), frame, len(frame)),
                      (1_700_000_001, len(recs), frame[:len(frame) - len(ip) + 8], len(frame))]
     if linktype == 0:       # written on a big-endian machine: the family in its order
         frame = struct.pack("!I", 2) + full
         recs += [(1_700_000_002, 0, frame, len(frame))]
+    if linktype == 1:       # an IPv6 ethertype on a packet of another version: malformed
+        frame = b"\x02" * 12 + b"\x86\xdd\x40" + _as_ipv6(full)[1:]
+        recs += [(1_700_000_002, 0, frame, len(frame))]
     path = tmp_path / "l.pcap"
     path.write_bytes(_pcap(recs, linktype=linktype))
-    assert _check_same(str(path)) == 4 * (3 if linktype in (1, 113, 276) else 1) + \
+    assert _check_same(str(path)) == 8 * (3 if linktype in (1, 113, 276) else 1) + \
         (linktype == 0)
     import pcapstats.pipeline as pipeline
     with_lane = _run_snapshot(str(path))
@@ -234,6 +253,10 @@ _frames = st.one_of(
     st.builds(lambda p, doff, total: _tcp(p, doff=doff, total=total),
               st.binary(max_size=20), st.sampled_from([0x00, 0x40, 0x50, 0x60, 0xF0]),
               st.integers(0, 0xFFFF)),
+    st.builds(lambda p, doff, plen, cut: (lambda f: f[:len(f) - cut])(
+        _tcp()[:12] + b"\x86\xdd" + _as_ipv6(_tcp(p, doff=doff)[14:], plen=plen)),
+              st.binary(max_size=20), st.sampled_from([0x00, 0x40, 0x50, 0x60, 0xF0]),
+              st.one_of(st.none(), st.integers(0, 0xFFFF)), st.integers(0, 80)),
 )
 
 
@@ -309,6 +332,36 @@ def test_lane_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setattr(readers, "_scan_lane", counting_scan)
         assert _run_snapshot(str(path)) == without, path.name
     assert taken[0] > 20_000 and taken[1] > 20_000
+
+
+@pytest.mark.parametrize("linktype, tags, ipv6", [(276, 0, False), (1, 0, True),
+                                                  (113, 1, True), (0, 0, True)])
+def test_lane_behind_other_link_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       linktype: int, tags: int, ipv6: bool) -> None:
+    """The benchmark's shape behind Linux cooked headers, VLAN tags, BSD loopback, and
+    as IPv6: the C loop and the lane take nearly every packet, and the run equals the one
+    without them (connections, exchanges, IPv4/IPv6 counts, link types)."""
+    import pcapstats.pipeline as pipeline
+    path = _relinked(_bench_capture(tmp_path, 8_000), linktype, tags, ipv6)
+    scan_lane, taken = readers._scan_lane, [0]
+
+    def counting(*args):
+        out = scan_lane(*args)
+        taken[0] += out[1]
+        return out
+
+    def snapshot() -> tuple:
+        r = run([path], Options())
+        return (_run_snapshot(path), r.linktypes, r.decode["ipv6_packets"],
+                r.decode["ipv4_packets"])
+
+    monkeypatch.setattr(readers, "_scan_lane", counting)
+    with_c = snapshot()
+    assert taken[0] > 0.95 * 2 * with_c[0][0] and with_c[2] == (with_c[0][0] if ipv6 else 0)
+    monkeypatch.setattr(readers, "_scan_lane", None)
+    monkeypatch.setattr(readers, "_scan", None)
+    monkeypatch.setattr(pipeline, "_lane", None)
+    assert snapshot() == with_c
 
 
 def test_c_http_changes_nothing(tmp_path: Path) -> None:
@@ -416,14 +469,14 @@ def test_lane_takes_handshake_and_teardown(tmp_path: Path,
     assert late["packets"] == 1 and late["first_ts"] == (base + 70_000) * 1_000_000
 
 
-def _relinked(path: str, linktype: int, tags: int = 0) -> str:
+def _relinked(path: str, linktype: int, tags: int = 0, ipv6: bool = False) -> str:
     """The capture at ``path`` (Ethernet, IPv4) with each packet behind another link
-    header."""
+    header (and made IPv6)."""
     recs = list(read_capture(path, FileInfo(path), []))
-    out = f"{path}.{linktype}.{tags}.pcap"
+    out = f"{path}.{linktype}.{tags}.{int(ipv6)}.pcap"
     frames = []
     for ts, _, d, o in recs:
-        frame = _link(linktype, d[14:], tags)
+        frame = _link(linktype, _as_ipv6(d[14:]) if ipv6 else d[14:], tags)
         frames.append((ts // 10**9, ts % 10**9 // 1000, frame, o - len(d) + len(frame)))
     Path(out).write_bytes(_pcap(frames, linktype=linktype))
     return out

@@ -64,14 +64,16 @@ def test_generated_capture_in_parts_equals_serial(big: Path, parts: int) -> None
     _same(run([str(big)], Options()), merged)
 
 
-@pytest.mark.parametrize("linktype, tags", [(276, 0), (113, 1)])
-def test_linux_cooked_capture_in_parts_equals_serial(big: Path, tmp_path: Path,
-                                                     linktype: int, tags: int) -> None:
-    """``tcpdump -i any`` writes Linux cooked frames: the parts' follow mode filters those
-    by their addresses too, and the stitched result is the serial one."""
+@pytest.mark.parametrize("linktype, tags, ipv6", [(276, 0, False), (113, 1, False),
+                                                  (1, 0, True), (276, 0, True)])
+def test_other_link_layers_in_parts_equal_serial(big: Path, tmp_path: Path, linktype: int,
+                                                 tags: int, ipv6: bool) -> None:
+    """``tcpdump -i any`` writes Linux cooked frames, and traffic may be IPv6: the parts'
+    follow mode filters those (by their addresses where it can read them), and the
+    stitched result is the serial one."""
     from test_fastpcap import _relinked
     shutil.copy(big, tmp_path / "b.pcap")
-    path = _relinked(str(tmp_path / "b.pcap"), linktype, tags)
+    path = _relinked(str(tmp_path / "b.pcap"), linktype, tags, ipv6)
     merged, layout = _parallel([path], 3)
     serial = run([path], Options())
     _same(serial, merged)

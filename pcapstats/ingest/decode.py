@@ -82,9 +82,10 @@ class Decoder:
         self.stats.ip_versions = {4: self._v4, 6: self._v6}
         self.defrag.finish()
 
-    def count_fast(self, n: int) -> None:
-        """``n`` packets were decoded on the fast path by the C record loop."""
+    def count_fast(self, n: int, n6: int = 0) -> None:
+        """``n`` IPv4 and ``n6`` IPv6 packets were decoded by the C record loop."""
         self._v4 += n
+        self._v6 += n6
 
     def decode(self, linktype: int, data: bytes, orig_len: int, ts: int) -> tuple | None:
         """Decode one record; see the module docstring for the result."""

@@ -399,13 +399,13 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
                 # the C loop also gives the TCP packets it decodes to ``lane`` (a
                 # ConnectionTable): those come as one count, then the record it stopped
                 # after, if any (see _fastpcap.scan_lane and RunContext.consume)
-                win.pos, taken, wire, cap, lo, hi, rec = fused(
+                win.pos, taken, wire, cap, lo, hi, rec, taken6 = fused(
                     win.buf, win.pos, stop - win.base, big, ts_mult, rec_len, limit, 4096,
                     lane, linktype)
                 if taken:
                     records += taken
                     info.records = records
-                    yield (None, taken, wire, cap, (lo, hi, linktype))
+                    yield (None, taken, wire, cap, (lo, hi, linktype, taken6))
                 if rec is not None:
                     records += 1
                     info.records = records
@@ -541,7 +541,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 # the C loop takes the Enhanced Packet Blocks it is sure of (with ``lane``,
                 # as in _read_pcap: counts, then the record it stopped after); the loop
                 # below takes any other block, and the one the C loop stopped at
-                win.pos, batch, ts, taken, wire, cap, lo, hi, taken_lt = scan(
+                win.pos, batch, ts, taken, wire, cap, lo, hi, taken_lt, taken6 = scan(
                     win.buf, win.pos, stop - win.base, endian == ">", MAX_BLOCK,
                     tuple((i.linktype, i.mult, i.div, i.offset_ns) for i in ifaces), 4096,
                     lane if decoded else None)
@@ -550,7 +550,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 if taken:
                     records += taken
                     info.records = records
-                    yield (None, taken, wire, cap, (lo, hi, taken_lt))
+                    yield (None, taken, wire, cap, (lo, hi, taken_lt, taken6))
                 if batch:
                     for rec in batch:
                         records += 1
