@@ -1064,13 +1064,14 @@ static int lane_end(PyObject *table, struct taken *t, int ok)
 
 PyDoc_STRVAR(scan_lane_doc,
 "scan_lane(buf, pos, stop, big_endian, ts_mult, rec_len, limit, max_records, table,\n"
-"          linktype)\n"
+"          linktype, ts_limit)\n"
 "-> (pos, done, wire, captured, first_ts, last_ts, record, done_ipv6)\n\n"
 "scan() with the connection table: the TCP packets decode_fast()\n"
 "reads are done here, by the fast lane or table.packet(), and only counted (``done`` of\n"
 "them; ``table.pos`` is advanced); the loop stops after the first other record, returned\n"
-"as scan() would return it (else None), or where scan() stops. ``table.pos`` must hold\n"
-"the last record's position.");
+"as scan() would return it (else None), or where scan() stops. A record at ``ts_limit``\n"
+"or later is returned undecoded, not done (a merge of several files then decides when it\n"
+"comes). ``table.pos`` must hold the last record's position.");
 
 static PyObject *scan_lane(PyObject *self, PyObject *args)
 {
@@ -1081,9 +1082,10 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
     unsigned long limit;
     PyObject *table;
     int linktype;
+    long long ts_limit = 0x7FFFFFFFFFFFFFFFLL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nniLnknOi", &view, &pos, &stop, &big, &mult, &rec_len,
-                          &limit, &max_records, &table, &linktype))
+    if (!PyArg_ParseTuple(args, "y*nniLnknOi|L", &view, &pos, &stop, &big, &mult, &rec_len,
+                          &limit, &max_records, &table, &linktype, &ts_limit))
         return NULL;
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t len = view.len;
@@ -1095,6 +1097,13 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
     uint32_t incl, orig;
     while (!bad_window(pos, rec_len, mult) && t.n < max_records && pos < stop
            && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
+        if (ts >= ts_limit) {
+            slow = new_record(ts, lt, buf + pos + rec_len, incl, orig, NULL);
+            if (slow == NULL)
+                goto fail;
+            pos += rec_len + (Py_ssize_t)incl;
+            break;
+        }
         int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, lt, linktype, &t,
                               &slow);
         if (got < 0)
@@ -1230,7 +1239,7 @@ fail:
 #define MAX_IFACES 64
 
 PyDoc_STRVAR(scan_epb_doc,
-"scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table)\n"
+"scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table, ts_limit)\n"
 "-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done, done_linktype,\n"
 "    done_ipv6)\n\n"
 "Records of the Enhanced Packet Blocks from ``pos``, as scan() gives them; ``ifaces``:\n"
@@ -1238,7 +1247,8 @@ PyDoc_STRVAR(scan_epb_doc,
 "``last_ts``: the last record's timestamp (None if none). With a ``table`` (else None),\n"
 "as scan_lane(): the TCP packets it decodes are done here and only counted (all of one\n"
 "link type, ``done_linktype``: it stops before a record of another), and the loop stops\n"
-"after the first other record (then the only one in ``records``).");
+"after the first other record (then the only one in ``records``), or a record at\n"
+"``ts_limit`` or later (returned undecoded, not done).");
 
 static PyObject *scan_epb(PyObject *self, PyObject *args)
 {
@@ -1247,9 +1257,10 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
     int big;
     PyObject *ifaces, *table;
     struct taken t = {0, 0, 0, 0, 0, 0, 0, NULL};
+    long long ts_limit = 0x7FFFFFFFFFFFFFFFLL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nninO!nO", &view, &pos, &stop, &big, &max_block,
-                          &PyTuple_Type, &ifaces, &max_records, &table))
+    if (!PyArg_ParseTuple(args, "y*nninO!nO|L", &view, &pos, &stop, &big, &max_block,
+                          &PyTuple_Type, &ifaces, &max_records, &table, &ts_limit))
         return NULL;
     if (table == Py_None)
         table = NULL;
@@ -1303,7 +1314,10 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
             continue;
         }
         PyObject *slow = NULL;
-        int got = lane_record(table, d, cap, orig, ts, lt_o[ifid], (int)lt_v[ifid], &t, &slow);
+        int got = ts >= ts_limit ? 0 : lane_record(table, d, cap, orig, ts, lt_o[ifid],
+                                                   (int)lt_v[ifid], &t, &slow);
+        if (ts >= ts_limit && (slow = new_record(ts, lt_o[ifid], d, cap, orig, NULL)) == NULL)
+            goto fail;
         if (got < 0)
             goto fail;
         if (got) {

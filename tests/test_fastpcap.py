@@ -334,6 +334,19 @@ def test_lane_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert taken[0] > 20_000 and taken[1] > 20_000
 
 
+def _count_lane(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Installs a scan_lane that counts, in the list returned, the records it does."""
+    scan_lane, taken = readers._scan_lane, [0]
+
+    def counting(*args):
+        out = scan_lane(*args)
+        taken[0] += out[1]
+        return out
+
+    monkeypatch.setattr(readers, "_scan_lane", counting)
+    return taken
+
+
 @pytest.mark.parametrize("linktype, tags, ipv6", [(276, 0, False), (1, 0, True),
                                                   (113, 1, True), (0, 0, True)])
 def test_lane_behind_other_link_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -343,19 +356,13 @@ def test_lane_behind_other_link_layers(tmp_path: Path, monkeypatch: pytest.Monke
     without them (connections, exchanges, IPv4/IPv6 counts, link types)."""
     import pcapstats.pipeline as pipeline
     path = _relinked(_bench_capture(tmp_path, 8_000), linktype, tags, ipv6)
-    scan_lane, taken = readers._scan_lane, [0]
-
-    def counting(*args):
-        out = scan_lane(*args)
-        taken[0] += out[1]
-        return out
+    taken = _count_lane(monkeypatch)
 
     def snapshot() -> tuple:
         r = run([path], Options())
         return (_run_snapshot(path), r.linktypes, r.decode["ipv6_packets"],
                 r.decode["ipv4_packets"])
 
-    monkeypatch.setattr(readers, "_scan_lane", counting)
     with_c = snapshot()
     assert taken[0] > 0.95 * 2 * with_c[0][0] and with_c[2] == (with_c[0][0] if ipv6 else 0)
     monkeypatch.setattr(readers, "_scan_lane", None)
@@ -734,3 +741,103 @@ def test_mapped_file_that_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     rest = list(it)
     assert len(first) + len(rest) == 700 and problems == [] and isinstance(info.size, int)
     assert [r[2] for r in first + rest] == [r[2] for r in recs * 2]
+
+
+# -- several files: the merge that lets each file's C loop run ----------------------------
+
+def _split(path: str, out: Path, parts: int, how: str) -> list[str]:
+    """The records of ``path`` in ``parts`` files: one after the other ("rotated"), dealt
+    in turn ("interleaved": the files overlap all along), or in runs of random length."""
+    import random
+    recs = list(read_capture(path, FileInfo(path), []))
+    rng = random.Random(11)
+    files: list[list] = [[] for _ in range(parts)]
+    k = 0
+    for n, (ts, lt, d, o) in enumerate(recs):
+        if how == "rotated":
+            k = n * parts // len(recs)
+        elif how == "interleaved":
+            k = n % parts
+        elif rng.random() < 0.05:
+            k = rng.randrange(parts)
+        files[k].append((ts // 10**9, ts % 10**9 // 1000, d, o))
+    names = []
+    for k, f in enumerate(files):
+        p = out / f"{how}-{k}.pcap"
+        p.write_bytes(_pcap(f))
+        names.append(str(p))
+    return names
+
+
+@pytest.mark.parametrize("how", ["rotated", "interleaved", "runs"])
+def test_several_files_with_the_lane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     how: str) -> None:
+    """Files read together are merged in time order (ties: the earlier file first) with
+    each file's C loop doing the records before the next file's turn: the same run as
+    the record-by-record merge without the lane, for files that follow each other,
+    that overlap all along or in runs, given out of order, with equal timestamps across
+    files, a truncated one and one that is not a capture."""
+    import pcapstats.pipeline as pipeline
+    src = _bench_capture(tmp_path, 12_000)
+    names = _split(src, tmp_path, 4, how)
+    with open(names[1], "r+b") as f:          # cut inside a record
+        f.truncate(f.seek(0, 2) - 100)
+    recs = list(read_capture(names[2], FileInfo(names[2]), []))
+    ties = tmp_path / "ties.pcap"             # the same timestamps as another file's
+    ties.write_bytes(_pcap([(ts // 10**9, ts % 10**9 // 1000, d, o) for ts, _, d, o in recs[:50]]))
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all")
+    paths = [names[3], str(ties), names[0], str(junk), names[2], names[1]]
+    taken = _count_lane(monkeypatch)
+
+    def snapshot() -> tuple:
+        r = run(paths, Options())
+        return (r.packets, r.connections, [repr(e) for e in r.exchanges], r.decode,
+                [repr(p) for p in r.problems], [repr(f) for f in r.files], r.first_ts,
+                r.last_ts)
+
+    with_lane = snapshot()
+    # (files dealt in turn: each record is the next file's turn, none left to the C loop)
+    assert taken[0] >= {"rotated": 0.9, "runs": 0.3, "interleaved": 0}[how] * with_lane[0]
+    monkeypatch.setattr(pipeline, "_lane", None)
+    assert snapshot() == with_lane
+
+
+@pytest.mark.parametrize("server_first", [False, True])
+def test_several_files_equal_timestamps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        server_first: bool) -> None:
+    """A client's packets in one file, its server's in another, each pair at the same
+    instant (two capture points with coarse clocks): the earlier file's packet comes
+    first, so the order of the files decides who opened each connection and what was
+    answered; with the lane as without it."""
+    import pcapstats.pipeline as pipeline
+    c, srv = 0x0A000001, 0x0A000002
+    cli, ser = [], []
+    t = 1_700_000_000
+    for k in range(300):
+        port, cs, ss = 20000 + k, 1000 * k, 50000 * k
+        req = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % k
+        resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        cli += [(t, k * 10, _seg(c, srv, port, 80, cs, 0, 0x02)),
+                (t, k * 10 + 1, _seg(c, srv, port, 80, cs + 1, ss + 1, 0x10)),
+                (t, k * 10 + 2, _seg(c, srv, port, 80, cs + 1, ss + 1, 0x18, req)),
+                (t, k * 10 + 3, _seg(c, srv, port, 80, cs + 1 + len(req), ss + 1 + len(resp),
+                                     0x11))]
+        ser += [(t, k * 10, _seg(srv, c, 80, port, ss, cs + 1, 0x12)),
+                (t, k * 10 + 1, _seg(srv, c, 80, port, ss + 1, cs + 1, 0x10)),
+                (t, k * 10 + 2, _seg(srv, c, 80, port, ss + 1, cs + 1 + len(req), 0x18, resp)),
+                (t, k * 10 + 3, _seg(srv, c, 80, port, ss + 1 + len(resp), cs + 2 + len(req),
+                                     0x11))]
+    a, b = tmp_path / "client.pcap", tmp_path / "server.pcap"
+    a.write_bytes(_pcap([(s, f, d, len(d)) for s, f, d in cli]))
+    b.write_bytes(_pcap([(s, f, d, len(d)) for s, f, d in ser]))
+    paths = [str(b), str(a)] if server_first else [str(a), str(b)]
+
+    def snapshot() -> tuple:
+        r = run(paths, Options())
+        return r.connections, [repr(e) for e in r.exchanges]
+
+    with_lane = snapshot()
+    monkeypatch.setattr(pipeline, "_lane", None)
+    assert snapshot() == with_lane
+    assert sum(r["handshake_complete"] for r in with_lane[0]) == (0 if server_first else 300)

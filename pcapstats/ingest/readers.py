@@ -21,6 +21,7 @@ which the Python loops below then take, so both give the same records and faults
 from __future__ import annotations
 
 import gzip
+import heapq
 import mmap
 import os
 import stat
@@ -48,6 +49,7 @@ MAP_WINDOW = 2 << 20
 MAX_RECORD = 262144
 #: The largest pcapng block we accept (generous: a block holds one packet).
 MAX_BLOCK = MAX_RECORD + 4096
+_UNBOUNDED = [(1 << 63) - 1]    # read_capture's ``bound`` when there is none (never changed)
 #: Timestamps are kept as int64 nanoseconds (the tables' datetime64[ns]); later ones are clamped.
 MAX_TS = (1 << 63) - 1
 
@@ -296,7 +298,8 @@ class _Prepend:
 
 def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
                  start: int | None = None, stop: int | None = None,
-                 decoded: bool = False, lane: Any = None) -> Iterator[Any]:
+                 decoded: bool = False, lane: Any = None,
+                 bound: list[int] | None = None) -> Iterator[Any]:
     """Yield the records of one capture file; see the module docstring.
 
     ``decoded``: yield ``(ts_ns, linktype, data, orig_len, fast)`` instead, where
@@ -305,7 +308,9 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     ``lane`` (with ``decoded``): a ConnectionTable to which the C loop gives the TCP
     packets it decodes (its fast lane, else ``packet()``) in an Ethernet pcap or pcapng;
     it then also yields ``(None, n, wire_bytes, captured_bytes, (first_ts, last_ts))``
-    for ``n`` records done whole.
+    for ``n`` records done whole. ``bound`` (with ``lane``): a one-item list; the C loop
+    gives the table no record at ``bound[0]`` ns or later, but yields it as it is (the
+    merge of several files sets it: see `read_captures`).
 
     ``start``/``stop`` read one part of an uncompressed file: the records from the
     record boundary ``start`` (after the file's header) to the boundary ``stop``.
@@ -330,9 +335,11 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
                 raise CaptureFormatError(path, 0, "too short to be a capture")
             magic = win.buf[win.pos:win.pos + 4]
             if magic in _PCAP_MAGICS:
-                yield from _read_pcap(path, win, magic, info, problems, bounds, decoded, lane)
+                yield from _read_pcap(path, win, magic, info, problems, bounds, decoded, lane,
+                                      bound or _UNBOUNDED)
             elif magic == _PCAPNG_SHB:
-                yield from _read_pcapng(path, win, info, problems, bounds, decoded, lane)
+                yield from _read_pcapng(path, win, info, problems, bounds, decoded, lane,
+                                        bound or _UNBOUNDED)
             else:
                 raise CaptureFormatError(
                     path, 0, f"not a pcap or pcapng capture (starts with {magic.hex()})")
@@ -373,7 +380,7 @@ def _stop(path: str, offset: int, problem: str, info: FileInfo,
 
 def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
                problems: list[ReadProblem], bounds: tuple, decoded: bool,
-               lane: Any = None) -> Iterator[Any]:
+               lane: Any = None, bound: list[int] = _UNBOUNDED) -> Iterator[Any]:
     endian, ts_mult, rec_len = _PCAP_MAGICS[magic]
     info.format = "pcap-nsec" if ts_mult == 1 else "pcap"
     if not win.fill(24):
@@ -401,7 +408,7 @@ def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
                 # after, if any (see _fastpcap.scan_lane and RunContext.consume)
                 win.pos, taken, wire, cap, lo, hi, rec, taken6 = fused(
                     win.buf, win.pos, stop - win.base, big, ts_mult, rec_len, limit, 4096,
-                    lane, linktype)
+                    lane, linktype, bound[0])
                 if taken:
                     records += taken
                     info.records = records
@@ -525,7 +532,7 @@ def _iface_ts(iface: _Interface, hi: int, lo: int, info: FileInfo, offset: int) 
 
 def _read_pcapng(path: str, win: _Window, info: FileInfo,
                  problems: list[ReadProblem], bounds: tuple, decoded: bool,
-                 lane: Any = None) -> Iterator[Any]:
+                 lane: Any = None, bound: list[int] = _UNBOUNDED) -> Iterator[Any]:
     info.format = "pcapng"
     start, stop, stream = bounds
     packets_begun = False   # a packet block was met: later interface blocks break parts
@@ -544,7 +551,7 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 win.pos, batch, ts, taken, wire, cap, lo, hi, taken_lt, taken6 = scan(
                     win.buf, win.pos, stop - win.base, endian == ">", MAX_BLOCK,
                     tuple((i.linktype, i.mult, i.div, i.offset_ns) for i in ifaces), 4096,
-                    lane if decoded else None)
+                    lane if decoded else None, bound[0])
                 if ts is not None:
                     last_ts = ts
                 if taken:
@@ -681,20 +688,47 @@ def read_captures(paths: list[str], infos: list[FileInfo], problems: list[ReadPr
     ``infos`` receives one :class:`FileInfo` per path, in order. A file that
     cannot be read at all raises :class:`CaptureFormatError` when it is reached.
     """
-    import heapq
-
     if len(paths) == 1:
         info = FileInfo(paths[0])
         infos.append(info)
         return read_capture(paths[0], info, problems, decoded=decoded, lane=lane)
     failures: list[CaptureFormatError] = []
     gens = []
-    for path in paths:
+    bounds = [[-1 << 63] for _ in paths]
+    for path, bound in zip(paths, bounds):
         info = FileInfo(path)
         infos.append(info)
-        gens.append(_guarded(read_capture(path, info, problems, decoded=decoded), info, problems,
-                             failures))
-    return _all_or_raise(heapq.merge(*gens, key=_ts_of), len(paths), failures)
+        gens.append(_guarded(read_capture(path, info, problems, decoded=decoded, lane=lane,
+                                          bound=bound), info, problems, failures))
+    merged = heapq.merge(*gens, key=_ts_of) if lane is None else _merge_bounded(gens, bounds)
+    return _all_or_raise(merged, len(paths), failures)
+
+
+def _merge_bounded(gens: list[Iterator[Any]], bounds: list[list[int]]) -> Iterator[Any]:
+    """What heapq.merge(*gens, key=_ts_of) yields, for readers that give a connection table
+    the records before their ``bound`` themselves (read_capture's ``lane``): the file
+    whose next record comes first (the earliest timestamp; of equal ones, the first
+    file's) reads on, its C loop doing every record up to where another file's next one
+    comes first, so that rotated files that follow each other are each read at full
+    speed. A record at its file's bound or later comes back as it is, and waits as that
+    file's next record. Counts of records done (ts None) pass through as they come.
+    """
+    heads: list[Any] = [next(g, None) for g in gens]    # (a bound of -2**63: none done)
+    heap = [(h[0], i) for i, h in enumerate(heads) if h is not None]
+    heapq.heapify(heap)
+    while heap:
+        _, i = heapq.heappop(heap)
+        yield heads[i]
+        # file i reads on while its records come before the next file's (ties: by order)
+        limit = heap[0][0] + (i < heap[0][1]) if heap else _UNBOUNDED[0]
+        bounds[i][0] = limit
+        for rec in gens[i]:
+            if rec[0] is None or rec[0] < limit:
+                yield rec
+            else:
+                heads[i] = rec
+                heapq.heappush(heap, (rec[0], i))
+                break
 
 
 def _guarded(gen: Iterator[Record], info: FileInfo, problems: list[ReadProblem],
