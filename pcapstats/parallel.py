@@ -160,9 +160,8 @@ def _run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResu
     try:
         for seg in parts[index]:
             info = infos.setdefault(seg.file, FileInfo(seg.path))
-            # rotated files: every record passes _ts_tracked, so no fast lane in the reader
             records = read_capture(seg.path, info, res.problems, seg.start, seg.stop,
-                                   decoded=True, lane=None if many_files else ctx.lane_table)
+                                   decoded=True, lane=ctx.lane_table)
             if many_files:
                 records = _ts_tracked(records, seg.file, ts_range)
             ctx.consume(records, (index << PART_SHIFT) + res.packets, None, 0)
@@ -178,16 +177,16 @@ def _run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResu
 
 
 def _ts_tracked(records, file: int, ts_range: dict[int, tuple[int, int]]):
+    """The records, the range of their timestamps kept in ts_range[file] (records the C
+    loop did come as a count with their first and last timestamps)."""
     lo = hi = None
     try:
         for rec in records:
-            ts = rec[0]
-            if lo is None:
-                lo = hi = ts
-            elif ts < lo:
-                lo = ts
-            elif ts > hi:
-                hi = ts
+            a = b = rec[0]
+            if a is None:
+                a, b = rec[4][0], rec[4][1]
+            lo = a if lo is None or a < lo else lo
+            hi = b if hi is None or b > hi else hi
             yield rec
     finally:
         if lo is not None:

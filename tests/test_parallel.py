@@ -179,6 +179,23 @@ def test_overlapping_files_decline_and_fall_back(big: Path, tmp_path: Path) -> N
     assert x.summary == y.summary
 
 
+def test_files_that_overlap_a_little_decline(big: Path, tmp_path: Path) -> None:
+    """Rotated files where the first one's last packets come after the second one's first
+    (the C loop does those packets in a part: their times still count)."""
+    header, recs = _pcap_records(big)
+    half = len(recs) // 2
+    later = struct.unpack_from("<I", recs[half])[0] + 1    # a second after b's first
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    _write_records(a, header, recs[:half - 50] + [struct.pack("<I", later) + r[4:]
+                                                  for r in recs[half - 50:half]])
+    _write_records(b, header, recs[half:])
+    paths = [str(a), str(b)]
+    layout = plan(paths, 2)
+    assert layout is not None
+    with pytest.raises(Declined, match="overlap in time"):
+        merge([run_part(i, layout, Options()) for i in range(len(layout))], paths)
+
+
 def test_truncated_capture_in_parts(big: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.pcap"
     data = big.read_bytes()
