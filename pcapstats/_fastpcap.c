@@ -92,14 +92,6 @@ static Py_ssize_t ip_start(int linktype, const unsigned char *d, Py_ssize_t n, i
     return etype == 0x0800 || etype == 0x86DD ? off : -1;
 }
 
-/* ip_start() for an IPv4 packet only */
-static Py_ssize_t ip4_start(int linktype, const unsigned char *d, Py_ssize_t n)
-{
-    int version = 0;
-    Py_ssize_t ip = ip_start(linktype, d, n, &version);
-    return version == 4 ? ip : -1;
-}
-
 /* 1 when the frame is IPv4 without options or fragmentation, or IPv6 without extension
  * headers, carrying TCP, at the start ip_start() gives for ``linktype``, with ``h``
  * filled; else 0 */
@@ -1135,27 +1127,29 @@ PyDoc_STRVAR(follow_scan_doc,
 "parallel._candidates' loop over the whole records of a window: ``items`` as it yields\n"
 "them; ``ended``: a record header that ends the segment was reached.");
 
-/* What follow mode filters a frame by (parallel._candidate does the same): the 12 bytes
- * from the source address on (addresses, ports) of an unfragmented IPv4 TCP packet behind
- * any link layer ip4_start() reads, or the 36 of an IPv6 TCP packet without extension
- * headers in an Ethernet frame, with their length in *klen; NULL for any other frame,
- * which is always a candidate. */
+/* What follow mode filters a frame by (parallel._candidate does the same): the
+ * addresses and ports (as they follow each other from the source address on) of an
+ * unfragmented IPv4 TCP packet, or of an IPv6 TCP packet without extension headers,
+ * behind any link layer ip_start() reads, with their length in *klen; NULL for any other
+ * frame, which is always a candidate. */
 static const unsigned char *follow_key(int linktype, const unsigned char *d, Py_ssize_t n,
                                        Py_ssize_t *klen)
 {
-    Py_ssize_t ip = ip4_start(linktype, d, n);
-    if (ip >= 0) {
-        const unsigned char *p = d + ip;
-        if (n - ip < 24 || p[0] != 0x45 || p[9] != 6 || (p[6] & 0x3F) || p[7])
+    int version = 0;
+    Py_ssize_t ip = ip_start(linktype, d, n, &version);
+    if (ip < 0)
+        return NULL;
+    const unsigned char *p = d + ip;
+    if (version == 6) {
+        if (n - ip < 44 || p[6] != 6)
             return NULL;
-        *klen = 12;
-        return p + 12;
-    }
-    if (linktype == 1 && n >= 58 && d[12] == 0x86 && d[13] == 0xDD && d[20] == 6) {
         *klen = 36;
-        return d + 22;
+        return p + 8;
     }
-    return NULL;
+    if (n - ip < 24 || p[0] != 0x45 || p[9] != 6 || (p[6] & 0x3F) || p[7])
+        return NULL;
+    *klen = 12;
+    return p + 12;
 }
 
 static PyObject *follow_scan(PyObject *self, PyObject *args)

@@ -42,7 +42,6 @@ except ImportError:     # pragma: no cover
     _follow_scan = None
 
 PART_SHIFT = 40          # position = part << PART_SHIFT | record index in the part
-_ETH_IP6 = b"\x86\xdd"
 
 
 @dataclass(frozen=True)
@@ -348,63 +347,63 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
 
 def _candidate(d: bytes, keys: set[bytes], linktype: int) -> bool:
     """What _candidates' Python loop decides for the frame ``d`` with ``keys`` (the C loop's
-    follow_key: an unfragmented IPv4 TCP packet behind a link layer _ip4_start reads, or
-    an Ethernet IPv6 TCP packet without extension headers, is one when its addresses
-    and ports are a key; any other frame always is)."""
-    ip = _ip4_start(linktype, d)
-    if ip >= 0:
-        if len(d) - ip < 24 or d[ip] != 0x45 or d[ip + 9] != 6 or d[ip + 6] & 0x3F \
-                or d[ip + 7]:
-            return True
-        return d[ip + 12:ip + 24] in keys
-    if linktype == 1 and len(d) >= 58 and d[12:14] == _ETH_IP6 and d[20] == 6:
-        return d[22:58] in keys
-    return True
+    follow_key): an unfragmented IPv4 TCP packet, or an IPv6 TCP packet without
+    extension headers, behind a link layer _ip_start reads, is one when its addresses
+    and ports are a key; any other frame always is."""
+    ip, version = _ip_start(linktype, d)
+    if ip < 0:
+        return True
+    if version == 6:
+        return len(d) - ip < 44 or d[ip + 6] != 6 or d[ip + 8:ip + 44] in keys
+    if len(d) - ip < 24 or d[ip] != 0x45 or d[ip + 9] != 6 or d[ip + 6] & 0x3F or d[ip + 7]:
+        return True
+    return d[ip + 12:ip + 24] in keys
 
 
 _VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)
 _RAW_IP = (12, 14, 101, 228, 229)
+_AF_INET6 = (10, 24, 28, 30)
 
 
-def _ip4_start(linktype: int, d: bytes) -> int:
-    """Where an IPv4 header starts in the frame as the decoder finds it (Ethernet, VLAN
-    tags, Linux cooked v1 and v2, raw IP, NULL and LOOP); -1 when it is not one of those
-    (the C loop's ip4_start, for the filter to decide alike)."""
+def _ip_start(linktype: int, d: bytes) -> tuple[int, int]:
+    """Where an IP header starts in the frame as the decoder finds it (Ethernet, VLAN
+    tags, Linux cooked v1 and v2, raw IP, NULL and LOOP), and its version; (-1, 0) when
+    it is not one of those (the C loop's ip_start, for the filter to decide alike)."""
     n = len(d)
     if linktype == 1:
         if n < 14:
-            return -1
+            return -1, 0
         etype, off = (d[12] << 8) | d[13], 14
     elif linktype == 276:
         if n < 20:
-            return -1
+            return -1, 0
         etype, off = (d[0] << 8) | d[1], 20
     elif linktype == 113:
         if n < 16:
-            return -1
+            return -1, 0
         etype, off = (d[14] << 8) | d[15], 16
     elif linktype in _RAW_IP:
-        return 0 if n and d[0] >> 4 == 4 else -1
+        return (0, d[0] >> 4) if n and d[0] >> 4 in (4, 6) else (-1, 0)
     elif linktype in (0, 108):
         if n < 4:
-            return -1
+            return -1, 0
         fam = int.from_bytes(d[:4], "big" if linktype == 108 else "little")
         if linktype == 0 and fam > 0xFFFF:
             fam = int.from_bytes(d[:4], "big")
-        return 4 if fam == 2 else -1
+        return (4, 4) if fam == 2 else (4, 6) if fam in _AF_INET6 else (-1, 0)
     else:
-        return -1
+        return -1, 0
     for _ in range(8):
         if etype not in _VLAN_TYPES:
             break
         if off + 4 > n:
-            return -1
+            return -1, 0
         etype = (d[off + 2] << 8) | d[off + 3]
         off += 4
     else:
         if etype in _VLAN_TYPES:
-            return -1
-    return off if etype == 0x0800 else -1
+            return -1, 0
+    return (off, 4) if etype == 0x0800 else (off, 6) if etype == 0x86DD else (-1, 0)
 
 
 class Declined(Exception):

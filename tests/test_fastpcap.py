@@ -489,20 +489,23 @@ def _relinked(path: str, linktype: int, tags: int = 0, ipv6: bool = False) -> st
     return out
 
 
-@pytest.mark.parametrize("linktype, tags", [(1, 0), (276, 0), (1, 2), (113, 1), (101, 0),
-                                            (0, 0)])
+@pytest.mark.parametrize("linktype, tags, ipv6", [(1, 0, False), (276, 0, False),
+                                                  (1, 2, False), (113, 1, False),
+                                                  (101, 0, False), (0, 0, False),
+                                                  (1, 0, True), (113, 1, True)])
 def test_follow_filter_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  linktype: int, tags: int) -> None:
+                                  linktype: int, tags: int, ipv6: bool) -> None:
     """Follow mode's record filter (parallel._candidates) yields the same items with its
     C loop as without, for a segment cut mid-file and a key set that picks some flows,
     behind each kind of link layer it reads addresses from."""
     import pcapstats.parallel as parallel
     path = _bench_capture(tmp_path, 30_000)
-    if (linktype, tags) != (1, 0):
-        path = _relinked(path, linktype, tags)
+    if (linktype, tags, ipv6) != (1, 0, False):
+        path = _relinked(path, linktype, tags, ipv6)
     recs = list(read_capture(path, FileInfo(path), []))
-    ip = len(_link(linktype, b"\x45", tags)) - 1
-    keys = {data[ip + 12:ip + 24] for _, _, data, _ in recs[::97] if len(data) >= ip + 24}
+    ip = len(_link(linktype, b"\x60" if ipv6 else b"\x45", tags)) - 1
+    a, b = (ip + 8, ip + 44) if ipv6 else (ip + 12, ip + 24)
+    keys = {data[a:b] for _, _, data, _ in recs[::97] if len(data) >= b}
     offsets, off = [], 24
     for _, _, data, _ in recs:
         offsets.append(off)
@@ -528,17 +531,20 @@ def test_follow_filter_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     other = ip[:12] + b"\x0a\x00\x00\x09" + ip[16:]          # another source address
     frag = other[:6] + b"\x20\x00" + other[8:]              # MF set
     udp = other[:9] + b"\x11" + other[10:]
-    frames = [_link(linktype, p) for p in (ip, frag, other, udp, ip[:22], b"\x60" + ip[1:])]
+    frames = [_link(linktype, p) for p in (ip, frag, other, udp, ip[:22], b"\x60" + ip[1:],
+                                           _as_ipv6(ip), _as_ipv6(other), _as_ipv6(ip)[:43],
+                                           _as_ipv6(ip, nxt=0))]
     path = tmp_path / "f.pcap"
     path.write_bytes(_pcap([(1_700_000_000, i + 1, f, len(f)) for i, f in enumerate(frames)],
                            linktype=linktype))
     seg = parallel.Segment(0, str(path), None, None)
+    keys = {key, _as_ipv6(ip)[8:44]}
 
     def passed() -> list[int]:
-        return [it[0] for it in parallel._candidates(seg, [{key}]) if it[3] is not None]
+        return [it[0] for it in parallel._candidates(seg, [keys]) if it[3] is not None]
 
     with_c = passed()
-    assert with_c == [0, 1, 3, 4, 5]
+    assert with_c == [0, 1, 3, 4, 5, 6, 8, 9]
     monkeypatch.setattr(parallel, "_follow_scan", None)
     assert passed() == with_c
 
