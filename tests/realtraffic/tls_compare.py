@@ -36,9 +36,9 @@ def analyze_tls(path: Path | str) -> PcapstatsTls:
     streams: dict[int, TlsStream] = {}
     original = pipeline._conn_row
 
-    def keep(conn: Any, exchanges: list) -> dict:
+    def keep(conn: Any, *rest: Any) -> dict:
         impl = conn.consumer.impl if conn.consumer is not None else None
-        row = original(conn, exchanges)
+        row = original(conn, *rest)
         if isinstance(impl, TlsStream):
             streams[row["conn_id"]] = impl
         return row
