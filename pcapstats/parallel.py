@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field, fields
+from operator import itemgetter
 
 from .ingest.readers import _PCAP_MAGICS, FileInfo, _window, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
@@ -418,13 +419,16 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
             raise Declined(r.refuse)
     if not _files_in_order(results, len(paths)):
         raise Declined("the files overlap in time")
+    # (the merge's own tables are made small: what it allocates stays in the arenas of the
+    # process that then runs the affinity work and the reports, next to the rows kept)
     kept: list[tuple[int, dict, int]] = []      # (first position, row, part)
     reach: dict[tuple, int] = {}                # connection key -> last position covered
     expect: list[tuple[tuple, int]] = []        # hand-overs: a connection must begin there
-    starts: set[tuple[tuple, int]] = set()
     for r in results:
+        positions, handoffs = r.positions, r.handoffs
         for row in r.result.connections:
-            first, last = r.positions[row["conn_id"]]
+            cid = row["conn_id"]
+            first, last = positions[cid]
             key = _key(row)
             covered = reach.get(key)
             if covered is not None and first <= covered:
@@ -433,26 +437,31 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
                                    f"{r.index}")
                 continue
             reach[key] = last
-            starts.add((key, first))
             kept.append((first, row, r.index))
-            if row["conn_id"] in r.handoffs:
-                expect.append((key, r.handoffs[row["conn_id"]]))
-    for e in expect:
-        if e not in starts:
-            raise Declined(f"no connection {e[0]} begins where the followed one ended")
-    kept.sort(key=lambda t: t[0])
-    new_id = {(part, row["conn_id"]): n for n, (_, row, part) in enumerate(kept)}
+            if cid in handoffs:
+                expect.append((key, handoffs[cid]))
+    if expect:
+        starts = {(_key(row), first) for first, row, _ in kept}
+        for e in expect:
+            if e not in starts:
+                raise Declined(f"no connection {e[0]} begins where the followed one ended")
+    del reach
+    kept.sort(key=itemgetter(0))
+    new_id: dict[int, dict[int, int]] = {r.index: {} for r in results}  # part -> old -> new
+    for n, (_, row, part) in enumerate(kept):
+        new_id[part][row["conn_id"]] = n
     out = RunResult([], [], [], [])
     for r in results:
         rr = r.result
+        ids = new_id[r.index]
         for e in rr.exchanges:
-            nid = new_id.get((r.index, e.conn_id))
+            nid = ids.get(e.conn_id)
             if nid is not None:
                 e.conn_id = nid
                 out.exchanges.append(e)
         _add_counts(out, rr)
     for _, row, part in kept:
-        row["conn_id"] = new_id[(part, row["conn_id"])]
+        row["conn_id"] = new_id[part][row["conn_id"]]
         out.connections.append(row)
     sort_exchanges(out.exchanges)
     out.count_udp_flows()
@@ -461,9 +470,9 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
 
 
 def _key(row: dict) -> tuple:
-    a = (row["client_ip"], row["client_port"])
-    b = (row["server_ip"], row["server_port"])
-    return (a, b) if a <= b else (b, a)
+    """A connection's addresses and ports, the same whichever end is the client."""
+    ci, cp, si, sp = row["client_ip"], row["client_port"], row["server_ip"], row["server_port"]
+    return (ci, cp, si, sp) if (ci, cp) <= (si, sp) else (si, sp, ci, cp)
 
 
 def _files_in_order(results: list[PartResult], nfiles: int) -> bool:
