@@ -117,6 +117,51 @@ def generate(path: Path, packets: int, seed: int = 1) -> dict:
             "bytes": path.stat().st_size}
 
 
+SHAPES = ("sll2", "ipv6", "rotated")
+
+
+def reshape(src: Path, shape: str) -> list[Path]:
+    """The packets of ``src`` (Ethernet, IPv4) in another shape real captures have, made
+    once next to it: "sll2", each behind a Linux cooked v2 header (what ``tcpdump -i any``
+    writes); "ipv6", as IPv6 (addresses 2001:db8::<IPv4 address>); "rotated", cut into 10
+    files of consecutive packets (``tcpdump -C``/``-G``)."""
+    outs = [src.with_name(f"{src.stem}-{shape}-{k}.pcap") for k in range(10)] \
+        if shape == "rotated" else [src.with_name(f"{src.stem}-{shape}.pcap")]
+    if all(p.exists() for p in outs):
+        return outs
+    # (read record by record: a benchmark process of the capture's size would count in
+    # the peak memory of the tools it then starts)
+    src_f = open(src, "rb", buffering=1 << 22)
+    header = bytearray(src_f.read(24))
+    if shape == "sll2":
+        struct.pack_into("<I", header, 20, 276)
+    files = [open(p, "wb", buffering=1 << 22) for p in outs]
+    for f in files:
+        f.write(header)
+    total = src.stat().st_size
+    pos = 24
+    pre = b"\x20\x01\x0d\xb8" + bytes(8)
+    while pos + 16 <= total:
+        sec, usec, incl, orig = _rec.unpack(src_f.read(16))
+        frame = src_f.read(incl)
+        out = files[min(9, (pos * 10) // total)] if shape == "rotated" else files[0]
+        if shape == "sll2":
+            frame = frame[12:14] + struct.pack("!HIHBB8s", 0, 2, 1, 0, 6, frame[6:12] + bytes(2)) \
+                + frame[14:]
+        elif shape == "ipv6":
+            ip = frame[14:]
+            plen = struct.unpack_from("!H", ip, 2)[0] - 20
+            frame = frame[:12] + b"\x86\xdd" + struct.pack("!IHBB", 0x60000000, plen, 6, 64) \
+                + pre + ip[12:16] + pre + ip[16:20] + ip[20:]
+        out.write(_rec.pack(sec, usec, len(frame), orig - incl + len(frame)))
+        out.write(frame)
+        pos += 16 + incl
+    src_f.close()
+    for f in files:
+        f.close()
+    return outs
+
+
 DPKT_LOOP = r"""
 import sys, dpkt
 flows = {}
@@ -156,6 +201,9 @@ def main() -> None:
     ap.add_argument("--no-dpkt", action="store_true")
     ap.add_argument("--jobs", type=int, nargs="*", default=[2],
                     help="Also time pcapstats with --jobs N (peak MB: the largest process).")
+    ap.add_argument("--shapes", nargs="*", default=[], choices=SHAPES,
+                    help="Also time pcapstats on the same packets as Linux cooked v2 frames, "
+                         "as IPv6, or cut into 10 rotated files.")
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="pcapstats-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,6 +224,8 @@ def main() -> None:
     tools: dict[str, list[str]] = {"pcapstats report": report}
     for jobs in args.jobs:
         tools[f"pcapstats report -j {jobs}"] = report + ["--jobs", str(jobs)]
+    for shape in args.shapes:
+        tools[f"pcapstats report ({shape})"] = report[:-1] + [str(p) for p in reshape(cap, shape)]
     if shutil.which("tcptrace"):
         tools["tcptrace -n (no HTTP)"] = ["tcptrace", "-n", str(cap)]
     if not args.no_dpkt:
