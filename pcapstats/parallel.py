@@ -289,10 +289,14 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
     with open(seg.path, "rb") as f:
         head = f.read(24)
         fmt = _PCAP_MAGICS.get(head[:4])
-        if fmt is None or len(head) < 24:     # pcapng: the ordinary reader
+        if fmt is None or len(head) < 24:     # pcapng: the ordinary reader, then the filter
             n = -1
             for n, (ts, lt, data, orig) in enumerate(
                     read_capture(seg.path, FileInfo(seg.path), [], seg.start, seg.stop)):
+                if not _candidate(data, holder[0], lt):
+                    if not n & 0x1FFF:
+                        yield n, ts, lt, None, orig
+                    continue
                 yield n, ts, lt, data, orig
             yield n + 1, None, None, None, None
             return

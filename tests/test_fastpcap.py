@@ -549,6 +549,30 @@ def test_follow_filter_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert passed() == with_c
 
 
+def test_follow_filter_pcapng_as_pcap(tmp_path: Path) -> None:
+    """A pcapng segment is filtered like the pcap of the same records: the same items
+    (candidates, and every 8192nd record's time), keys shrinking on the way."""
+    import pcapstats.parallel as parallel
+    path = _bench_capture(tmp_path, 20_000)
+    recs = list(read_capture(path, FileInfo(path), []))
+    ng = tmp_path / "b.pcapng"
+    ng.write_bytes(_shb() + _idb(tsresol=6)
+                   + b"".join(_epb(0, ts // 1000, d, o) for ts, _, d, o in recs))
+    keys = sorted({data[26:38] for _, _, data, _ in recs[::61] if len(data) >= 38})
+
+    def items(p: str) -> list:
+        holder, out = [set(keys)], []
+        for item in parallel._candidates(parallel.Segment(0, p, None, None), holder):
+            out.append(item)
+            if len(out) % 40 == 0 and holder[0]:
+                holder[0] = set(sorted(holder[0])[1:])
+        return out
+
+    got = items(str(ng))
+    assert got == items(path)
+    assert 500 < sum(it[3] is not None for it in got) < 15_000
+
+
 def test_follow_filter_keys_shrinking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The caller drops keys as followed connections end, in the middle of what the C loop
     filtered as one batch: the items must still be what the Python loop yields."""
