@@ -177,8 +177,8 @@ static PyObject *fast_tuple(const unsigned char *d, const struct fast_hdr *h)
     return t;
 }
 
-/* Decoder.decode's tuple for an IPv4 TCP frame fast_header() reads; NULL with no error
- * set for any other. */
+/* Decoder.decode's tuple for an IPv4 or IPv6 TCP frame fast_header() reads; NULL with no
+ * error set for any other. */
 static PyObject *decode_fast(int linktype, const unsigned char *d, Py_ssize_t n)
 {
     struct fast_hdr h;
@@ -331,6 +331,12 @@ static PyObject *H_http1, *H_close, *H_keepalive, *H_connection, *H_setcookie,
     *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1, *H_append, *H_v11, *H_v10, *H_zero;
 static int http_ready = 0;     /* http_req and http_resp on */
 
+/* *p, made once: the interned string ``s``; nonzero (the error set) if it cannot be made */
+static int interned(PyObject **p, const char *s)
+{
+    return *p == NULL && (*p = PyUnicode_InternFromString(s)) == NULL;
+}
+
 static int slot(PyTypeObject *t, const char *name, Py_ssize_t *out)
 {
     PyObject *d = PyDict_GetItemString(t->tp_dict, name);
@@ -385,25 +391,14 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || slot(t[3], "impl", &a_impl))
         return NULL;
     /* each made once; a failure part-way leaves the rest to the next call */
-    if ((!L_A && !(L_A = PyUnicode_InternFromString("A")))
-        || (!L_D && !(L_D = PyUnicode_InternFromString("D")))
-        || (!L_a && !(L_a = PyUnicode_InternFromString("a")))
-        || (!L_d && !(L_d = PyUnicode_InternFromString("d")))
-        || (!L_H && !(L_H = PyUnicode_InternFromString("H")))
-        || (!L_h && !(L_h = PyUnicode_InternFromString("h")))
-        || (!L_F && !(L_F = PyUnicode_InternFromString("F")))
-        || (!L_f && !(L_f = PyUnicode_InternFromString("f")))
-        || (!S_client && !(S_client = PyUnicode_InternFromString("client")))
-        || (!S_server && !(S_server = PyUnicode_InternFromString("server")))
-        || (!S_table && !(S_table = PyUnicode_InternFromString("table")))
-        || (!S_now && !(S_now = PyUnicode_InternFromString("now")))
-        || (!S_pos && !(S_pos = PyUnicode_InternFromString("pos")))
-        || (!S_since && !(S_since = PyUnicode_InternFromString("_since_sweep")))
-        || (!S_data && !(S_data = PyUnicode_InternFromString("data")))
-        || (!S_packet && !(S_packet = PyUnicode_InternFromString("packet")))
-        || (!S_feed && !(S_feed = PyUnicode_InternFromString("feed")))
-        || (!S_factory && !(S_factory = PyUnicode_InternFromString("factory")))
-        || (!S_linger && !(S_linger = PyUnicode_InternFromString("linger_ns")))
+    if (interned(&L_A, "A") || interned(&L_D, "D") || interned(&L_a, "a")
+        || interned(&L_d, "d") || interned(&L_H, "H") || interned(&L_h, "h")
+        || interned(&L_F, "F") || interned(&L_f, "f") || interned(&S_client, "client")
+        || interned(&S_server, "server") || interned(&S_table, "table")
+        || interned(&S_now, "now") || interned(&S_pos, "pos")
+        || interned(&S_since, "_since_sweep") || interned(&S_data, "data")
+        || interned(&S_packet, "packet") || interned(&S_feed, "feed")
+        || interned(&S_factory, "factory") || interned(&S_linger, "linger_ns")
         || (!ONE && !(ONE = PyLong_FromLong(1))))
         return NULL;
     for (int i = 0; i < 4; i++)
@@ -956,15 +951,15 @@ static PyObject *lane_key(const unsigned char *a, Py_ssize_t alen)
 }
 
 /* One record for a loop running the connection table. A TCP packet decode_fast() can
- * read is done here: by the fast lane, or else by table.packet() (what consume() would
- * do with it), and counted in *t (1). Any other record is made into the one Python
- * must take (*slow, 0). -1: error. */
+ * read, earlier than ``ts_limit``, is done here: by the fast lane, or else by
+ * table.packet() (what consume() would do with it), and counted in *t (1). Any other
+ * record is made into the one Python must take (*slow, 0). -1: error. */
 static int lane_record(PyObject *table, const unsigned char *d, uint32_t incl, uint32_t orig,
-                       long long ts, PyObject *lt, int linktype, struct taken *t,
-                       PyObject **slow)
+                       long long ts, long long ts_limit, PyObject *lt, int linktype,
+                       struct taken *t, PyObject **slow)
 {
     struct fast_hdr h;
-    if (!fast_header(linktype, d, (Py_ssize_t)incl, &h)) {
+    if (ts >= ts_limit || !fast_header(linktype, d, (Py_ssize_t)incl, &h)) {
         *slow = new_record(ts, lt, d, incl, orig, NULL);
         return *slow != NULL ? 0 : -1;
     }
@@ -1089,15 +1084,8 @@ static PyObject *scan_lane(PyObject *self, PyObject *args)
     uint32_t incl, orig;
     while (!bad_window(pos, rec_len, mult) && t.n < max_records && pos < stop
            && ordinary_record(buf, len, pos, rec_len, big, mult, limit, &ts, &incl, &orig)) {
-        if (ts >= ts_limit) {
-            slow = new_record(ts, lt, buf + pos + rec_len, incl, orig, NULL);
-            if (slow == NULL)
-                goto fail;
-            pos += rec_len + (Py_ssize_t)incl;
-            break;
-        }
-        int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, lt, linktype, &t,
-                              &slow);
+        int got = lane_record(table, buf + pos + rec_len, incl, orig, ts, ts_limit, lt,
+                              linktype, &t, &slow);
         if (got < 0)
             goto fail;
         pos += rec_len + (Py_ssize_t)incl;
@@ -1308,10 +1296,8 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
             continue;
         }
         PyObject *slow = NULL;
-        int got = ts >= ts_limit ? 0 : lane_record(table, d, cap, orig, ts, lt_o[ifid],
-                                                   (int)lt_v[ifid], &t, &slow);
-        if (ts >= ts_limit && (slow = new_record(ts, lt_o[ifid], d, cap, orig, NULL)) == NULL)
-            goto fail;
+        int got = lane_record(table, d, cap, orig, ts, ts_limit, lt_o[ifid], (int)lt_v[ifid],
+                              &t, &slow);
         if (got < 0)
             goto fail;
         if (got) {
@@ -1486,19 +1472,14 @@ static PyObject *setup_http(PyObject *self, PyObject *args)
         || slot(t[5], "start_line", &q_start_line) || slot(t[1], "buf", &dr_buf)
         || slot(t[1], "scan", &dr_scan))
         return NULL;
-    if ((!H_http1 && !(H_http1 = PyUnicode_InternFromString("http/1")))
-        || (!H_close && !(H_close = PyUnicode_InternFromString("close")))
-        || (!H_keepalive && !(H_keepalive = PyUnicode_InternFromString("keep-alive")))
-        || (!H_connection && !(H_connection = PyUnicode_InternFromString("connection")))
-        || (!H_setcookie && !(H_setcookie = PyUnicode_InternFromString("set-cookie")))
-        || (!H_te && !(H_te = PyUnicode_InternFromString("transfer-encoding")))
-        || (!H_cl && !(H_cl = PyUnicode_InternFromString("content-length")))
-        || (!H_popleft && !(H_popleft = PyUnicode_InternFromString("popleft")))
-        || (!H_flush && !(H_flush = PyUnicode_InternFromString("_flush")))
+    if (interned(&H_http1, "http/1") || interned(&H_close, "close")
+        || interned(&H_keepalive, "keep-alive") || interned(&H_connection, "connection")
+        || interned(&H_setcookie, "set-cookie") || interned(&H_te, "transfer-encoding")
+        || interned(&H_cl, "content-length") || interned(&H_popleft, "popleft")
+        || interned(&H_flush, "_flush")
         || (!H_minus1 && !(H_minus1 = PyLong_FromLong(-1)))
-        || (!H_append && !(H_append = PyUnicode_InternFromString("append")))
-        || (!H_v11 && !(H_v11 = PyUnicode_InternFromString("HTTP/1.1")))
-        || (!H_v10 && !(H_v10 = PyUnicode_InternFromString("HTTP/1.0")))
+        || interned(&H_append, "append") || interned(&H_v11, "HTTP/1.1")
+        || interned(&H_v10, "HTTP/1.0")
         || (!H_zero && !(H_zero = PyLong_FromLong(0))))
         return NULL;
     for (int i = 0; i < 6; i++)

@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
 
+from .ingest.decode import _AF_INET6, _ETH_VLAN, _RAW_TYPES, LINKTYPE_IPV4, LINKTYPE_IPV6
 from .ingest.readers import _PCAP_MAGICS, FileInfo, _window, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
 from .pipeline import Options, RunContext, RunResult, few_collections, run
@@ -206,7 +207,7 @@ class _Watched:
     the benchmark's 1M-packet capture: a sweep ends connections every 8192 records.
     """
 
-    __slots__ = ("table", "by_conn", "uses", "keys", "count")
+    __slots__ = ("table", "by_conn", "uses", "keys")
 
     def __init__(self, table) -> None:
         self.table = table
@@ -224,7 +225,12 @@ class _Watched:
                 uses[k] = uses.get(k, 0) + 1
         self.uses = uses
         self.keys = set(uses)
-        self.count = len(self.table.open)
+
+    @property
+    def count(self) -> int:
+        """How many connections the keys are of (the table's open ones when they were
+        last updated)."""
+        return len(self.by_conn)
 
     def update(self) -> None:
         """Call when ``len(table.open)`` is no longer ``count``."""
@@ -242,7 +248,6 @@ class _Watched:
                     del uses[k]
                     drop.append(k)
         self.keys = self.keys.difference(drop)
-        self.count = len(open_)
 
 
 def _follow(ctx: RunContext, parts: list[list[Segment]], index: int) -> None:
@@ -365,9 +370,7 @@ def _candidate(d: bytes, keys: set[bytes], linktype: int) -> bool:
     return d[ip + 12:ip + 24] in keys
 
 
-_VLAN_TYPES = (0x8100, 0x88A8, 0x9100, 0x9200)
-_RAW_IP = (12, 14, 101, 228, 229)
-_AF_INET6 = (10, 24, 28, 30)
+_RAW_IP = (*_RAW_TYPES, LINKTYPE_IPV4, LINKTYPE_IPV6)
 
 
 def _ip_start(linktype: int, d: bytes) -> tuple[int, int]:
@@ -399,14 +402,14 @@ def _ip_start(linktype: int, d: bytes) -> tuple[int, int]:
     else:
         return -1, 0
     for _ in range(8):
-        if etype not in _VLAN_TYPES:
+        if etype not in _ETH_VLAN:
             break
         if off + 4 > n:
             return -1, 0
         etype = (d[off + 2] << 8) | d[off + 3]
         off += 4
     else:
-        if etype in _VLAN_TYPES:
+        if etype in _ETH_VLAN:
             return -1, 0
     return (off, 4) if etype == 0x0800 else (off, 6) if etype == 0x86DD else (-1, 0)
 

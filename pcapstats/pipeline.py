@@ -349,13 +349,10 @@ def _size(path: str) -> int:
         return 0
 
 
-def _conn_row(conn: Connection, exchanges: list[HttpExchange],
-              text: dict[bytes, str] | None = None) -> dict:
+def _conn_row(conn: Connection, exchanges: list[HttpExchange], text: dict[bytes, str]) -> dict:
     """Summarise a finished connection into its row; the Connection is then dropped.
     ``text``: address bytes -> text (an _AddressText, shared by a run's rows)."""
     z = conn.zeek
-    if text is None:
-        text = _AddressText()
     row = {
         "conn_id": conn.conn_id,
         "client_ip": text[conn.client_ip], "client_port": conn.client_port,

@@ -228,11 +228,10 @@ def attribute(conns: list[dict], reqs: RequestTable,
         notes.append("the capture shows the client side of the balancer only: backends "
                      "come from balancer cookies")
     conn_ids = reqs.column("conn_id")
-    cookies = reqs.column("cookie")
+    cookies, set_cookies = reqs.column("cookie"), reqs.column("set_cookie")
     if None in backend:
         # the rest: a balancer cookie, else (not on the client side) the connection's server
-        labels = map(_Memo(_cookie_backend_of).__getitem__, zip(reqs.column("set_cookie"),
-                                                                 cookies))
+        labels = map(_Memo(_cookie_backend_of).__getitem__, zip(set_cookies, cookies))
         backend[:] = [b if b is not None else label if label is not None or s == "client"
                       else server(cid) for b, label, s, cid in zip(backend, labels, side,
                                                                     conn_ids)]
@@ -283,7 +282,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
         def by_cookies(k: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
             return _cookie_session(k[0], k[1], arg)  # type: ignore[arg-type]
         got = list(map(_Memo(by_cookies).__getitem__,
-                       zip(s_cookies, pick(reqs.column("set_cookie")))))
+                       zip(s_cookies, pick(set_cookies))))
         sessions = [g[0] for g in got]
         hints = [g[1] for g in got]
         del got
@@ -314,7 +313,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
                      sessions, pick(backend), [a or "" for a in addrs], hints))
     # (the per-request lists made for the views go before the grouping: at 5M packets
     # they are about 20 MB of the memory this function holds at its peak)
-    del cookies, s_cookies, s_xffs, client_ips, addrs, sessions, hints, nows
+    del cookies, set_cookies, s_cookies, s_xffs, client_ips, addrs, sessions, hints, nows
     tls_figures = None
     if kind == "tls":
         views, tls_figures = _tls_views(conns)

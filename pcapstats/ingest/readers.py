@@ -306,9 +306,9 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     ``fast`` is what :meth:`Decoder.decode` gives for the packet when the C record
     loop decoded it already (Ethernet/IPv4/TCP), else None (the pipeline's form).
     ``lane`` (with ``decoded``): a ConnectionTable to which the C loop gives the TCP
-    packets it decodes (its fast lane, else ``packet()``) in an Ethernet pcap or pcapng;
-    it then also yields ``(None, n, wire_bytes, captured_bytes, (first_ts, last_ts))``
-    for ``n`` records done whole. ``bound`` (with ``lane``): a one-item list; the C loop
+    packets it decodes (its fast lane, else ``packet()``) in a pcap or pcapng; it then
+    also yields ``(None, n, wire_bytes, captured_bytes, (first_ts, last_ts, linktype,
+    ipv6))`` for ``n`` records done whole, ``ipv6`` of them IPv6. ``bound`` (with ``lane``): a one-item list; the C loop
     gives the table no record at ``bound[0]`` ns or later, but yields it as it is (the
     merge of several files sets it: see `read_captures`).
 
@@ -380,7 +380,7 @@ def _stop(path: str, offset: int, problem: str, info: FileInfo,
 
 def _read_pcap(path: str, win: _Window, magic: bytes, info: FileInfo,
                problems: list[ReadProblem], bounds: tuple, decoded: bool,
-               lane: Any = None, bound: list[int] = _UNBOUNDED) -> Iterator[Any]:
+               lane: Any, bound: list[int]) -> Iterator[Any]:
     endian, ts_mult, rec_len = _PCAP_MAGICS[magic]
     info.format = "pcap-nsec" if ts_mult == 1 else "pcap"
     if not win.fill(24):
@@ -532,7 +532,7 @@ def _iface_ts(iface: _Interface, hi: int, lo: int, info: FileInfo, offset: int) 
 
 def _read_pcapng(path: str, win: _Window, info: FileInfo,
                  problems: list[ReadProblem], bounds: tuple, decoded: bool,
-                 lane: Any = None, bound: list[int] = _UNBOUNDED) -> Iterator[Any]:
+                 lane: Any, bound: list[int]) -> Iterator[Any]:
     info.format = "pcapng"
     start, stop, stream = bounds
     packets_begun = False   # a packet block was met: later interface blocks break parts
