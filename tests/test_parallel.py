@@ -116,6 +116,36 @@ def test_analysis_with_jobs_equals_serial(big: Path) -> None:
         pd.testing.assert_frame_equal(frame, b.tables()[name], obj=name)
 
 
+def test_workers_results_pass_through_files_that_are_removed(
+        big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local workers hand their result over in a file: the run equals the serial one,
+    and no file is left behind, also when a worker fails."""
+    import tempfile
+
+    import pcapstats.parallel as par
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    loaded = []
+    real_load = par._load_part
+    monkeypatch.setattr(par, "_load_part", lambda p: loaded.append(p) or real_load(p))
+    a, b = analyze(str(big)), analyze(str(big), jobs=2, parts=3)
+    assert a.summary == b.summary
+    assert len(loaded) == 2 and all(Path(p).parent.parent == spool for p in loaded)
+    assert list(spool.iterdir()) == []
+
+    real_run = par.run_part
+
+    def fails_in_part_1(index, parts, opts):
+        if index == 1:
+            raise RuntimeError("part 1 failed")
+        return real_run(index, parts, opts)
+    monkeypatch.setattr(par, "run_part", fails_in_part_1)   # (the forked workers see it)
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        analyze(str(big), jobs=2, parts=3)
+    assert list(spool.iterdir()) == []
+
+
 def test_cli_jobs_gives_the_same_json(big: Path, tmp_path: Path) -> None:
     outs = []
     for jobs in ("1", "2"):
