@@ -27,6 +27,7 @@ EXCHANGE_COLUMNS = ("conn_id", "depth", "method", "host", "uri", "version", "sta
 CONNECTION_COLUMNS = ("client_ip", "client_port", "server_ip", "server_port")
 ATTRIBUTION_COLUMNS = ("session", "backend", "side", "health_check", "client_addr")
 _NO_CONNECTION = dict.fromkeys(CONNECTION_COLUMNS)
+_CHUNK = 1 << 14
 
 
 def ttfb(e: HttpExchange) -> int | None:
@@ -75,6 +76,21 @@ class RequestTable(Sequence[dict]):
         if name == "idx":
             return list(range(len(ex))) if only is None else list(only)
         raise KeyError(name)
+
+    def exchange_columns(self, *names: str) -> list[list[Any]]:
+        """Columns ``names`` (of EXCHANGE_COLUMNS) of every row, as new lists, read in one
+        pass over the exchanges: each exchange is touched once instead of once a column
+        (on hundreds of thousands, scattered in memory, each pass is mostly cache misses).
+        The exchanges are read in chunks, so the row tuples in between stay few."""
+        if len(names) < 2:
+            return [self.column(n) for n in names]
+        get = attrgetter(*names)
+        cols: list[list[Any]] = [[] for _ in names]
+        ex = self.exchanges
+        for start in range(0, len(ex), _CHUNK):
+            for col, part in zip(cols, zip(*map(get, ex[start:start + _CHUNK]))):
+                col.extend(part)
+        return cols
 
     def row(self, i: int) -> dict:
         """Row ``i`` as a new dict."""

@@ -66,3 +66,16 @@ def test_both_sides_sample_has_attribution_in_the_table() -> None:
     # the address each session request counts for: the client side's own client address
     for side, addr, ip in columns_of(table, "side", "client_addr", "client_ip"):
         assert addr == (ip if side == "client" else None)
+
+
+def test_exchange_columns_in_one_pass_equal_the_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pcapstats.request_table as rt
+    a = analyze(str(SAMPLES / "http-keepalive.pcap"))
+    table = a.rows("requests")
+    n = len(table)
+    assert n > 3
+    monkeypatch.setattr(rt, "_CHUNK", 2)        # several chunks, the last one short
+    names = ("conn_id", "cookie", "set_cookie", "xff", "ts_request", "uri")
+    assert table.exchange_columns(*names) == [table.column(c) for c in names]
+    assert table.exchange_columns("uri") == [table.column("uri")]
+    assert RequestTable([], []).exchange_columns("uri", "xff") == [[], []]

@@ -29,7 +29,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import not_
+from operator import itemgetter, not_
 from typing import Any, Callable
 
 from ..errors import UsageError
@@ -43,6 +43,7 @@ from .persistence import RequestView, compute_persistence
 from .roles import detect_roles, side_of
 from ..request_table import RequestTable
 
+_SERVER = itemgetter("server_ip", "server_port")
 _HEALTH_URI = re.compile(r"health|status|ping|alive|ready|check", re.I)
 
 
@@ -183,10 +184,15 @@ def attribute(conns: list[dict], reqs: RequestTable,
     reqs.side = side
     health, backend, session = reqs.health_check, reqs.backend, reqs.session
 
-    def server_of(conn_id: int) -> str:
-        c = conn_by_id[conn_id]
-        return _hostport(c["server_ip"], c["server_port"])
-    server = _Memo(server_of).__getitem__   # conn_id -> "ip:port" of its server
+    conn_ids, cookies, set_cookies, xffs, ts_requests = reqs.exchange_columns(
+        "conn_id", "cookie", "set_cookie", "xff", "ts_request")
+    # conn_id -> "ip:port" of its server, for the connections with requests (each server
+    # formatted once)
+    with_requests = list(dict.fromkeys(conn_ids))
+    server = dict(zip(with_requests, map(
+        _Memo(lambda a: _hostport(*a)).__getitem__,
+        map(_SERVER, map(conn_by_id.__getitem__, with_requests))))).__getitem__
+    del with_requests
 
     # 1. both sides of a proxy: match client requests to forwarded ones
     match_stats = None
@@ -227,8 +233,6 @@ def attribute(conns: list[dict], reqs: RequestTable,
     elif client_side and not backend_side:
         notes.append("the capture shows the client side of the balancer only: backends "
                      "come from balancer cookies")
-    conn_ids = reqs.column("conn_id")
-    cookies, set_cookies = reqs.column("cookie"), reqs.column("set_cookie")
     if None in backend:
         # the rest: a balancer cookie, else (not on the client side) the connection's server
         labels = map(_Memo(_cookie_backend_of).__getitem__, zip(set_cookies, cookies))
@@ -254,7 +258,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
     def pick(col: list[Any]) -> list[Any]:
         return col if every else [col[i] for i in sess_reqs]
 
-    s_cookies, s_xffs, s_side = pick(cookies), pick(reqs.column("xff")), pick(side)
+    s_cookies, s_xffs, s_side = pick(cookies), pick(xffs), pick(side)
     reason = ""
     if kind == "auto":
         name, why = choose_session_cookie(observe_cookies(s_cookies))
@@ -309,11 +313,12 @@ def attribute(conns: list[dict], reqs: RequestTable,
         for i, sess, addr in zip(sess_reqs, sessions, addrs):
             session[i] = sess
             reqs.client_addr[i] = addr
-    views = list(map(RequestView, sess_reqs, [t or 0 for t in pick(reqs.column("ts_request"))],
+    views = list(map(RequestView, sess_reqs, [t or 0 for t in pick(ts_requests)],
                      sessions, pick(backend), [a or "" for a in addrs], hints))
     # (the per-request lists made for the views go before the grouping: at 5M packets
     # they are about 20 MB of the memory this function holds at its peak)
-    del cookies, set_cookies, s_cookies, s_xffs, client_ips, addrs, sessions, hints, nows
+    del cookies, set_cookies, xffs, ts_requests, s_cookies, s_xffs, client_ips, addrs, sessions, \
+        hints, nows
     tls_figures = None
     if kind == "tls":
         views, tls_figures = _tls_views(conns)
