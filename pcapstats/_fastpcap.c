@@ -1140,6 +1140,42 @@ static const unsigned char *follow_key(int linktype, const unsigned char *d, Py_
     return p + 12;
 }
 
+/* One record of follow mode, as parallel._candidates yields it: (i, ts, lt, data, orig)
+ * appended to ``out`` when the frame is a candidate (its follow_key is in ``keys``, or it
+ * has none); else only every 8192nd record, with data None (the caller's clock).
+ * ``data_obj``: the frame's bytes object when there is one (else one is made). */
+static int follow_item(PyObject *out, PyObject *keys, long long i, long long ts, PyObject *lt,
+                       int linktype, const unsigned char *d, Py_ssize_t n, unsigned long orig,
+                       PyObject *data_obj)
+{
+    int candidate = 1;
+    Py_ssize_t klen = 0;
+    const unsigned char *k = follow_key(linktype, d, n, &klen);
+    if (k != NULL) {
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
+        int in = key ? PySet_Contains(keys, key) : -1;
+        Py_XDECREF(key);
+        if (in < 0)
+            return -1;
+        candidate = in;
+    }
+    if (!candidate && (i & 0x1FFF))
+        return 0;
+    PyObject *data = Py_None;
+    if (candidate)
+        data = data_obj != NULL ? data_obj : PyBytes_FromStringAndSize((const char *)d, n);
+    if (data == NULL)
+        return -1;
+    if (data == Py_None || data == data_obj)
+        Py_INCREF(data);
+    PyObject *item = Py_BuildValue("(LLONk)", i, ts, lt, data, orig);
+    if (item == NULL)
+        return -1;
+    int err = PyList_Append(out, item);
+    Py_DECREF(item);
+    return err;
+}
+
 static PyObject *follow_scan(PyObject *self, PyObject *args)
 {
     Py_buffer view;
@@ -1170,37 +1206,11 @@ static PyObject *follow_scan(PyObject *self, PyObject *args)
             break;
         long long ts = (long long)rd32(h, big) * 1000000000LL + (long long)rd32(h + 4, big) * mult;
         const unsigned char *d = h + rec_len;
-        long long i = index++;
         pos += rec_len + (Py_ssize_t)incl;
         done++;
-        int candidate = 1;
-        Py_ssize_t klen = 0;
-        const unsigned char *k = follow_key(linktype, d, (Py_ssize_t)incl, &klen);
-        if (k != NULL) {
-            PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
-            int in = key ? PySet_Contains(keys, key) : -1;
-            Py_XDECREF(key);
-            if (in < 0)
-                goto fail;
-            candidate = in;
-        }
-        if (!candidate && (i & 0x1FFF))
-            continue;
-        PyObject *item = Py_BuildValue("(LLOOk)", i, ts, lt, Py_None, (unsigned long)orig);
-        if (item != NULL && candidate) {
-            PyObject *data = PyBytes_FromStringAndSize((const char *)d, (Py_ssize_t)incl);
-            if (data == NULL) {
-                Py_DECREF(item);
-                goto fail;
-            }
-            Py_DECREF(PyTuple_GET_ITEM(item, 3));
-            PyTuple_SET_ITEM(item, 3, data);
-        }
-        if (item == NULL || PyList_Append(out, item) < 0) {
-            Py_XDECREF(item);
+        if (follow_item(out, keys, index++, ts, lt, linktype, d, (Py_ssize_t)incl, orig,
+                        NULL) < 0)
             goto fail;
-        }
-        Py_DECREF(item);
     }
 done:
     PyBuffer_Release(&view);
@@ -1213,6 +1223,62 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(follow_pick_doc,
+"follow_pick(records, keys, index) -> (items, index)\n\n"
+"parallel._candidates' filter over a list of records (ts, linktype, data, orig, ...) as\n"
+"read_capture gives them (pcapng, or any file the C loop of follow_scan does not read;\n"
+"data None: a record read_capture's ``follow`` filter left out):\n"
+"``items`` as _candidates yields them, the first numbered ``index``.");
+
+static PyObject *follow_pick(PyObject *self, PyObject *args)
+{
+    PyObject *records, *keys;
+    long long index;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!OL", &PyList_Type, &records, &keys, &index))
+        return NULL;
+    if (!PyAnySet_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "follow_pick: keys must be a set");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(records); r++) {
+        PyObject *rec = PyList_GET_ITEM(records, r);
+        if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) < 4 || (!PyBytes_Check(
+                PyTuple_GET_ITEM(rec, 2)) && PyTuple_GET_ITEM(rec, 2) != Py_None)) {
+            PyErr_SetString(PyExc_TypeError, "follow_pick: a record is not (ts, lt, data, orig)");
+            goto fail;
+        }
+        PyObject *lt = PyTuple_GET_ITEM(rec, 1), *data = PyTuple_GET_ITEM(rec, 2);
+        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 0));
+        long linktype = PyLong_AsLong(lt);
+        unsigned long orig = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(rec, 3));
+        if (PyErr_Occurred())
+            goto fail;
+        long long i = index++;
+        if (data == Py_None) {      /* left out by scan_epb's filter: not a candidate */
+            if (i & 0x1FFF)
+                continue;
+            PyObject *item = Py_BuildValue("(LLOOk)", i, ts, lt, Py_None, orig);
+            int err = item == NULL || PyList_Append(out, item) < 0;
+            Py_XDECREF(item);
+            if (err)
+                goto fail;
+            continue;
+        }
+        if (follow_item(out, keys, i, ts, lt, (int)linktype,
+                        (const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                        orig, data) < 0)
+            goto fail;
+    }
+    return Py_BuildValue("(NL)", out, index);
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------------------------
  * pcapng: the same loop over Enhanced Packet Blocks. It stops at any other block, at a
  * block it is not sure of (length, trailer, interface, captured length, a timestamp out
@@ -1221,7 +1287,8 @@ fail:
 #define MAX_IFACES 64
 
 PyDoc_STRVAR(scan_epb_doc,
-"scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table, ts_limit)\n"
+"scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table, ts_limit,\n"
+"         keys=None)\n"
 "-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done, done_linktype,\n"
 "    done_ipv6)\n\n"
 "Records of the Enhanced Packet Blocks from ``pos``, as scan() gives them; ``ifaces``:\n"
@@ -1230,22 +1297,31 @@ PyDoc_STRVAR(scan_epb_doc,
 "as scan_lane(): the TCP packets it decodes are done here and only counted (all of one\n"
 "link type, ``done_linktype``: it stops before a record of another), and the loop stops\n"
 "after the first other record (then the only one in ``records``), or a record at\n"
-"``ts_limit`` or later (returned undecoded, not done).");
+"``ts_limit`` or later (returned undecoded, not done). ``keys`` (a set, without a\n"
+"table): follow mode's filter; a record whose frame follow_scan would not pick has\n"
+"data None, and no record is decoded.");
 
 static PyObject *scan_epb(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t pos, stop, max_block, max_records;
     int big;
-    PyObject *ifaces, *table;
+    PyObject *ifaces, *table, *keys = Py_None;
     struct taken t = {0, 0, 0, 0, 0, 0, 0, NULL};
     long long ts_limit = 0x7FFFFFFFFFFFFFFFLL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nninO!nO|L", &view, &pos, &stop, &big, &max_block,
-                          &PyTuple_Type, &ifaces, &max_records, &table, &ts_limit))
+    if (!PyArg_ParseTuple(args, "y*nninO!nO|LO", &view, &pos, &stop, &big, &max_block,
+                          &PyTuple_Type, &ifaces, &max_records, &table, &ts_limit, &keys))
         return NULL;
     if (table == Py_None)
         table = NULL;
+    if (keys == Py_None || table != NULL)
+        keys = NULL;
+    else if (!PyAnySet_Check(keys)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "scan_epb: keys must be a set");
+        return NULL;
+    }
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t len = view.len, nif = PyTuple_GET_SIZE(ifaces);
     long long lt_v[MAX_IFACES], mult_v[MAX_IFACES], div_v[MAX_IFACES], off_v[MAX_IFACES];
@@ -1290,6 +1366,28 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
         last_ts = ts;
         any = 1;
         pos += blen;
+        if (keys != NULL) {
+            /* follow mode: a frame whose follow_key is not in ``keys`` comes without its
+             * bytes; no record is decoded (the follower decodes what it takes) */
+            Py_ssize_t klen = 0;
+            const unsigned char *k = follow_key((int)lt_v[ifid], d, (Py_ssize_t)cap, &klen);
+            int in = 1;
+            if (k != NULL) {
+                PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
+                in = key ? PySet_Contains(keys, key) : -1;
+                Py_XDECREF(key);
+                if (in < 0)
+                    goto fail;
+            }
+            PyObject *rec = in ? new_record(ts, lt_o[ifid], d, cap, orig, NULL)
+                               : Py_BuildValue("(LOOkO)", ts, lt_o[ifid], Py_None,
+                                               (unsigned long)orig, Py_None);
+            int err = rec == NULL || PyList_Append(out, rec) < 0;
+            Py_XDECREF(rec);
+            if (err)
+                goto fail;
+            continue;
+        }
         if (table == NULL) {
             if (add_record(out, ts, lt_o[ifid], (int)lt_v[ifid], d, cap, orig) < 0)
                 goto fail;
@@ -2065,6 +2163,7 @@ static PyMethodDef methods[] = {
     {"lane", lane, METH_VARARGS, lane_doc},
     {"scan_lane", scan_lane, METH_VARARGS, scan_lane_doc},
     {"follow_scan", follow_scan, METH_VARARGS, follow_scan_doc},
+    {"follow_pick", follow_pick, METH_VARARGS, follow_pick_doc},
     {"scan_epb", scan_epb, METH_VARARGS, scan_epb_doc},
     {"setup_http", setup_http, METH_VARARGS, setup_http_doc},
     {"http_resp", http_resp, METH_VARARGS, http_resp_doc},

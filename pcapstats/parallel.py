@@ -41,9 +41,9 @@ from .pipeline import Options, RunContext, RunResult, few_collections, run
 from .records import sort_exchanges
 
 try:    # follow mode's record filter in C (pcapstats/_fastpcap.c); same items either way
-    from ._fastpcap import follow_scan as _follow_scan
+    from ._fastpcap import follow_pick as _follow_pick, follow_scan as _follow_scan
 except ImportError:     # pragma: no cover
-    _follow_scan = None
+    _follow_pick = _follow_scan = None
 
 PART_SHIFT = 40          # position = part << PART_SHIFT | record index in the part
 
@@ -297,15 +297,26 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
         head = f.read(24)
         fmt = _PCAP_MAGICS.get(head[:4])
         if fmt is None or len(head) < 24:     # pcapng: the ordinary reader, then the filter
-            n = -1
-            for n, (ts, lt, data, orig) in enumerate(
-                    read_capture(seg.path, FileInfo(seg.path), [], seg.start, seg.stop)):
-                if not _candidate(data, holder[0], lt):
-                    if not n & 0x1FFF:
+            n = 0
+            if _follow_pick is not None:
+                # the filter in C: the reader's loop leaves out the bytes of the frames it
+                # would not pick, then follow_pick over batches of records; items picked
+                # with keys since shrunk are filtered again (_refiltered)
+                records = read_capture(seg.path, FileInfo(seg.path), [], seg.start, seg.stop,
+                                       follow=holder)
+                while batch := list(islice(records, 4096)):
+                    keys = holder[0]
+                    items, n = _follow_pick(batch, keys, n)
+                    yield from _refiltered(items, keys, holder)
+            else:   # pragma: no cover - without the C module
+                for ts, lt, data, orig in read_capture(seg.path, FileInfo(seg.path), [],
+                                                       seg.start, seg.stop):
+                    if _candidate(data, holder[0], lt):
+                        yield n, ts, lt, data, orig
+                    elif not n & 0x1FFF:
                         yield n, ts, lt, None, orig
-                    continue
-                yield n, ts, lt, data, orig
-            yield n + 1, None, None, None, None
+                    n += 1
+            yield n, None, None, None, None
             return
         endian, mult, rl = fmt
         linktype = struct.unpack_from(endian + "I", head, 20)[0] & 0x03FFFFFF
@@ -327,15 +338,7 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
                                                         endian == ">", mult, rl, linktype,
                                                         keys, n, 4096)
                 offset += win.pos - pos
-                for item in items:
-                    # the caller shrinks the keys as connections end: filter again by the
-                    # keys of now, exactly as the Python loop would have
-                    if holder[0] is not keys and item[3] is not None \
-                            and not _candidate(item[3], holder[0], linktype):
-                        if item[0] & 0x1FFF:
-                            continue
-                        item = item[:3] + (None, item[4])
-                    yield item
+                yield from _refiltered(items, keys, holder)
                 if ended:
                     break
                 if win.pos != pos:
@@ -355,6 +358,19 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
                 continue
             yield i, sec * 1_000_000_000 + frac * mult, linktype, frame, orig
         yield n, None, None, None, None
+
+
+def _refiltered(items: list[tuple], keys: set[bytes], holder: list[set[bytes]]):
+    """``items`` picked in C by ``keys``, as the one-record-at-a-time loop would yield
+    them: the caller shrinks the keys as connections end (``holder[0]``), so an item
+    picked by keys since replaced is filtered again by the keys of now."""
+    for item in items:
+        if holder[0] is not keys and item[3] is not None \
+                and not _candidate(item[3], holder[0], item[2]):
+            if item[0] & 0x1FFF:
+                continue
+            item = item[:3] + (None, item[4])
+        yield item
 
 
 def _candidate(d: bytes, keys: set[bytes], linktype: int) -> bool:

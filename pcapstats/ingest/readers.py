@@ -299,7 +299,8 @@ class _Prepend:
 def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
                  start: int | None = None, stop: int | None = None,
                  decoded: bool = False, lane: Any = None,
-                 bound: list[int] | None = None) -> Iterator[Any]:
+                 bound: list[int] | None = None,
+                 follow: list[set[bytes]] | None = None) -> Iterator[Any]:
     """Yield the records of one capture file; see the module docstring.
 
     ``decoded``: yield ``(ts_ns, linktype, data, orig_len, fast)`` instead, where
@@ -310,7 +311,10 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     also yields ``(None, n, wire_bytes, captured_bytes, (first_ts, last_ts, linktype,
     ipv6))`` for ``n`` records done whole, ``ipv6`` of them IPv6. ``bound`` (with ``lane``): a one-item list; the C loop
     gives the table no record at ``bound[0]`` ns or later, but yields it as it is (the
-    merge of several files sets it: see `read_captures`).
+    merge of several files sets it: see `read_captures`). ``follow`` (without
+    ``decoded``): a one-item list of follow mode's keys; in a pcapng, the C loop then
+    yields the records whose frame follow mode would not pick with data None (see
+    parallel._candidates; the keys may change between records).
 
     ``start``/``stop`` read one part of an uncompressed file: the records from the
     record boundary ``start`` (after the file's header) to the boundary ``stop``.
@@ -339,7 +343,7 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
                                       bound or _UNBOUNDED)
             elif magic == _PCAPNG_SHB:
                 yield from _read_pcapng(path, win, info, problems, bounds, decoded, lane,
-                                        bound or _UNBOUNDED)
+                                        bound or _UNBOUNDED, follow)
             else:
                 raise CaptureFormatError(
                     path, 0, f"not a pcap or pcapng capture (starts with {magic.hex()})")
@@ -532,7 +536,8 @@ def _iface_ts(iface: _Interface, hi: int, lo: int, info: FileInfo, offset: int) 
 
 def _read_pcapng(path: str, win: _Window, info: FileInfo,
                  problems: list[ReadProblem], bounds: tuple, decoded: bool,
-                 lane: Any, bound: list[int]) -> Iterator[Any]:
+                 lane: Any, bound: list[int],
+                 follow: list[set[bytes]] | None = None) -> Iterator[Any]:
     info.format = "pcapng"
     start, stop, stream = bounds
     packets_begun = False   # a packet block was met: later interface blocks break parts
@@ -551,7 +556,8 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 win.pos, batch, ts, taken, wire, cap, lo, hi, taken_lt, taken6 = scan(
                     win.buf, win.pos, stop - win.base, endian == ">", MAX_BLOCK,
                     tuple((i.linktype, i.mult, i.div, i.offset_ns) for i in ifaces), 4096,
-                    lane if decoded else None, bound[0])
+                    lane if decoded else None, bound[0],
+                    follow[0] if follow is not None and not decoded else None)
                 if ts is not None:
                     last_ts = ts
                 if taken:
