@@ -625,7 +625,10 @@ def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options) -> list
     # and one part's result that is never pickled and sent.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     last = len(layout) - 1
-    spool = tempfile.mkdtemp(prefix="pcapstats-parts-")
+    try:
+        spool: str | None = tempfile.mkdtemp(prefix="pcapstats-parts-")
+    except OSError:         # no writable temporary directory: results come by the pipe
+        spool = None
     try:
         with ProcessPoolExecutor(max_workers=min(jobs - 1, last), mp_context=ctx) as pool:
             futures = [pool.submit(_run_part_spooled, i, layout, opts, spool)
@@ -633,29 +636,47 @@ def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options) -> list
             mine = run_part(last, layout, opts)
             return [_load_part(f.result()) for f in futures] + [mine]
     finally:
-        shutil.rmtree(spool, ignore_errors=True)
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 def _run_part_spooled(index: int, parts: list[list[Segment]], opts: Options,
-                      spool: str) -> str:
+                      spool: str | None) -> str | PartResult:
     """``run_part`` in a local worker: the result goes to a file in ``spool`` and only
     its name comes back. Sent through the pool's pipe, tens of megabytes are read by
     a thread of this process while its own part runs, 64 KB at a time, each read
     waiting for the interpreter lock its part's C loop holds: that slowed its part
-    by a quarter. From a file it is read once, after the part, in large frames."""
-    import pickle
+    by a quarter. From a file it is read once, after the part, in large frames.
+    Without a spool, or when the file cannot be written (a full disk), the result
+    itself comes back."""
     result = run_part(index, parts, opts)
+    if spool is None:
+        return result
     path = os.path.join(spool, f"part-{index}.pickle")
-    with open(path, "wb") as f:
-        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        _spool_write(result, path)
+    except OSError:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return result
     return path
 
 
-def _load_part(path: str) -> PartResult:
+def _spool_write(result: PartResult, path: str) -> None:
     import pickle
-    with open(path, "rb") as f:
+    with open(path, "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load_part(got: str | PartResult) -> PartResult:
+    if isinstance(got, PartResult):
+        return got
+    import pickle
+    with open(got, "rb") as f:
         result = pickle.load(f)
-    os.unlink(path)
+    os.unlink(got)
     return result
 
 

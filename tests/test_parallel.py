@@ -158,6 +158,36 @@ def test_workers_results_pass_through_files_that_are_removed(
     assert list(spool.iterdir()) == []
 
 
+def test_workers_results_come_by_the_pipe_without_a_spool(
+        big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No temporary directory, or a worker that cannot write its file (a full disk):
+    the results come through the pool's pipe, and the run still equals the serial one."""
+    import errno
+    import tempfile
+
+    import pcapstats.parallel as par
+    serial = analyze(str(big)).summary
+    got = []
+    real_load = par._load_part
+    monkeypatch.setattr(par, "_load_part", lambda g: got.append(type(g)) or real_load(g))
+
+    def no_dir(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "read-only file system")
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkdtemp", no_dir)
+        assert analyze(str(big), jobs=2, parts=3).summary == serial
+    assert got == [par.PartResult, par.PartResult]
+
+    def disk_full(result, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "no space left on device")
+    got.clear()
+    monkeypatch.setattr(par, "_spool_write", disk_full)     # (the forked workers see it)
+    assert analyze(str(big), jobs=2, parts=3).summary == serial
+    assert got == [par.PartResult, par.PartResult]
+
+
 def test_cli_jobs_gives_the_same_json(big: Path, tmp_path: Path) -> None:
     outs = []
     for jobs in ("1", "2"):
