@@ -472,8 +472,8 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
                 raise Declined(f"no connection {e[0]} begins where the followed one ended")
     del reach
     firsts = list(map(itemgetter(0), kept))
-    if not _ascending(firsts):      # (the parts' rows come in order unless one was dropped)
-        kept.sort(key=itemgetter(0))
+    if not _ascending(firsts):      # (they are: a part numbers its connections as they
+        kept.sort(key=itemgetter(0))    # begin, and a later part's begin later)
     del firsts
     new_id: dict[int, dict[int, int]] = {r.index: {} for r in results}  # part -> old -> new
     for n, (_, row, part) in enumerate(kept):
