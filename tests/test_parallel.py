@@ -178,13 +178,12 @@ def test_workers_results_come_by_the_pipe_without_a_spool(
         assert analyze(str(big), jobs=2, parts=3).summary == serial
     assert got == [par.PartResult, par.PartResult]
 
-    def disk_full(result, path):
-        with open(path, "wb") as f:
-            f.write(b"partial")
+    def disk_full(exchange):     # the disk fills up once the result's rows are written
         raise OSError(errno.ENOSPC, "no space left on device")
     got.clear()
-    monkeypatch.setattr(par, "_spool_write", disk_full)     # (the forked workers see it)
-    assert analyze(str(big), jobs=2, parts=3).summary == serial
+    monkeypatch.setattr(par, "_EXCHANGE_VALUES", disk_full)  # (the forked workers see it)
+    b = analyze(str(big), jobs=2, parts=3)
+    assert b.summary == serial and len(b.result.exchanges) == serial["http"]["requests"]
     assert got == [par.PartResult, par.PartResult]
 
 
