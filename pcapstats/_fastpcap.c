@@ -1223,62 +1223,6 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(follow_pick_doc,
-"follow_pick(records, keys, index) -> (items, index)\n\n"
-"parallel._candidates' filter over a list of records (ts, linktype, data, orig, ...) as\n"
-"read_capture gives them (pcapng, or any file the C loop of follow_scan does not read;\n"
-"data None: a record read_capture's ``follow`` filter left out):\n"
-"``items`` as _candidates yields them, the first numbered ``index``.");
-
-static PyObject *follow_pick(PyObject *self, PyObject *args)
-{
-    PyObject *records, *keys;
-    long long index;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!OL", &PyList_Type, &records, &keys, &index))
-        return NULL;
-    if (!PyAnySet_Check(keys)) {
-        PyErr_SetString(PyExc_TypeError, "follow_pick: keys must be a set");
-        return NULL;
-    }
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(records); r++) {
-        PyObject *rec = PyList_GET_ITEM(records, r);
-        if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) < 4 || (!PyBytes_Check(
-                PyTuple_GET_ITEM(rec, 2)) && PyTuple_GET_ITEM(rec, 2) != Py_None)) {
-            PyErr_SetString(PyExc_TypeError, "follow_pick: a record is not (ts, lt, data, orig)");
-            goto fail;
-        }
-        PyObject *lt = PyTuple_GET_ITEM(rec, 1), *data = PyTuple_GET_ITEM(rec, 2);
-        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 0));
-        long linktype = PyLong_AsLong(lt);
-        unsigned long orig = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(rec, 3));
-        if (PyErr_Occurred())
-            goto fail;
-        long long i = index++;
-        if (data == Py_None) {      /* left out by scan_epb's filter: not a candidate */
-            if (i & 0x1FFF)
-                continue;
-            PyObject *item = Py_BuildValue("(LLOOk)", i, ts, lt, Py_None, orig);
-            int err = item == NULL || PyList_Append(out, item) < 0;
-            Py_XDECREF(item);
-            if (err)
-                goto fail;
-            continue;
-        }
-        if (follow_item(out, keys, i, ts, lt, (int)linktype,
-                        (const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
-                        orig, data) < 0)
-            goto fail;
-    }
-    return Py_BuildValue("(NL)", out, index);
-fail:
-    Py_DECREF(out);
-    return NULL;
-}
-
 /* ------------------------------------------------------------------------------------
  * pcapng: the same loop over Enhanced Packet Blocks. It stops at any other block, at a
  * block it is not sure of (length, trailer, interface, captured length, a timestamp out
@@ -1288,7 +1232,7 @@ fail:
 
 PyDoc_STRVAR(scan_epb_doc,
 "scan_epb(buf, pos, stop, big_endian, max_block, ifaces, max_records, table, ts_limit,\n"
-"         keys=None)\n"
+"         keys=None, index=0)\n"
 "-> (pos, records, last_ts, done, wire, captured, first_ts, last_ts_done, done_linktype,\n"
 "    done_ipv6)\n\n"
 "Records of the Enhanced Packet Blocks from ``pos``, as scan() gives them; ``ifaces``:\n"
@@ -1298,8 +1242,8 @@ PyDoc_STRVAR(scan_epb_doc,
 "link type, ``done_linktype``: it stops before a record of another), and the loop stops\n"
 "after the first other record (then the only one in ``records``), or a record at\n"
 "``ts_limit`` or later (returned undecoded, not done). ``keys`` (a set, without a\n"
-"table): follow mode's filter; a record whose frame follow_scan would not pick has\n"
-"data None, and no record is decoded.");
+"table): follow mode; ``records`` are then follow_scan's items, the first record read\n"
+"numbered ``index``, and the fourth value is how many records were read.");
 
 static PyObject *scan_epb(PyObject *self, PyObject *args)
 {
@@ -1308,10 +1252,11 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
     int big;
     PyObject *ifaces, *table, *keys = Py_None;
     struct taken t = {0, 0, 0, 0, 0, 0, 0, NULL};
-    long long ts_limit = 0x7FFFFFFFFFFFFFFFLL;
+    long long ts_limit = 0x7FFFFFFFFFFFFFFFLL, index = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nninO!nO|LO", &view, &pos, &stop, &big, &max_block,
-                          &PyTuple_Type, &ifaces, &max_records, &table, &ts_limit, &keys))
+    if (!PyArg_ParseTuple(args, "y*nninO!nO|LOL", &view, &pos, &stop, &big, &max_block,
+                          &PyTuple_Type, &ifaces, &max_records, &table, &ts_limit, &keys,
+                          &index))
         return NULL;
     if (table == Py_None)
         table = NULL;
@@ -1345,7 +1290,8 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
         if (!ok || mult_v[i] < 1 || div_v[i] < 1)
             goto done;
     }
-    while (PyList_GET_SIZE(out) + t.n < max_records && pos < stop && len - pos >= 32) {
+    while ((keys != NULL ? t.n : PyList_GET_SIZE(out) + t.n) < max_records && pos < stop
+           && len - pos >= 32) {
         const unsigned char *h = buf + pos;
         uint32_t btype = rd32(h, big), blen = rd32(h + 4, big);
         if (btype != 6 || blen < 32 || blen % 4 || (Py_ssize_t)blen > max_block
@@ -1361,31 +1307,18 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
             break;                                   /* clamped and counted in Python */
         long long ts = (long long)t128;
         const unsigned char *d = h + 28;
-        if (t.n && lt_v[ifid] != done_lt)
+        if (table != NULL && t.n && lt_v[ifid] != done_lt)
             break;                  /* the records done are counted as of one link type */
         last_ts = ts;
         any = 1;
         pos += blen;
         if (keys != NULL) {
-            /* follow mode: a frame whose follow_key is not in ``keys`` comes without its
-             * bytes; no record is decoded (the follower decodes what it takes) */
-            Py_ssize_t klen = 0;
-            const unsigned char *k = follow_key((int)lt_v[ifid], d, (Py_ssize_t)cap, &klen);
-            int in = 1;
-            if (k != NULL) {
-                PyObject *key = PyBytes_FromStringAndSize((const char *)k, klen);
-                in = key ? PySet_Contains(keys, key) : -1;
-                Py_XDECREF(key);
-                if (in < 0)
-                    goto fail;
-            }
-            PyObject *rec = in ? new_record(ts, lt_o[ifid], d, cap, orig, NULL)
-                               : Py_BuildValue("(LOOkO)", ts, lt_o[ifid], Py_None,
-                                               (unsigned long)orig, Py_None);
-            int err = rec == NULL || PyList_Append(out, rec) < 0;
-            Py_XDECREF(rec);
-            if (err)
+            /* follow mode: follow_scan's items, numbered from ``index``; t.n counts the
+             * records read */
+            if (follow_item(out, keys, index++, ts, lt_o[ifid], (int)lt_v[ifid], d,
+                            (Py_ssize_t)cap, orig, NULL) < 0)
                 goto fail;
+            t.n++;
             continue;
         }
         if (table == NULL) {
@@ -2163,7 +2096,6 @@ static PyMethodDef methods[] = {
     {"lane", lane, METH_VARARGS, lane_doc},
     {"scan_lane", scan_lane, METH_VARARGS, scan_lane_doc},
     {"follow_scan", follow_scan, METH_VARARGS, follow_scan_doc},
-    {"follow_pick", follow_pick, METH_VARARGS, follow_pick_doc},
     {"scan_epb", scan_epb, METH_VARARGS, scan_epb_doc},
     {"setup_http", setup_http, METH_VARARGS, setup_http_doc},
     {"http_resp", http_resp, METH_VARARGS, http_resp_doc},

@@ -41,9 +41,9 @@ from .pipeline import Options, RunContext, RunResult, few_collections, run
 from .records import _EXCHANGE_VALUES, HttpExchange, sort_exchanges
 
 try:    # follow mode's record filter in C (pcapstats/_fastpcap.c); same items either way
-    from ._fastpcap import follow_pick as _follow_pick, follow_scan as _follow_scan
+    from ._fastpcap import follow_scan as _follow_scan
 except ImportError:     # pragma: no cover
-    _follow_pick = _follow_scan = None
+    _follow_scan = None
 
 PART_SHIFT = 40          # position = part << PART_SHIFT | record index in the part
 
@@ -297,25 +297,22 @@ def _candidates(seg: Segment, holder: list[set[bytes]]):
         head = f.read(24)
         fmt = _PCAP_MAGICS.get(head[:4])
         if fmt is None or len(head) < 24:     # pcapng: the ordinary reader, then the filter
+            # (the reader's C loop filters the records it reads, by the keys of the time:
+            # _refiltered; the blocks its Python loop reads are filtered here)
             n = 0
-            if _follow_pick is not None:
-                # the filter in C: the reader's loop leaves out the bytes of the frames it
-                # would not pick, then follow_pick over batches of records; items picked
-                # with keys since shrunk are filtered again (_refiltered)
-                records = read_capture(seg.path, FileInfo(seg.path), [], seg.start, seg.stop,
-                                       follow=holder)
-                while batch := list(islice(records, 4096)):
-                    keys = holder[0]
-                    items, n = _follow_pick(batch, keys, n)
+            for rec in read_capture(seg.path, FileInfo(seg.path), [], seg.start, seg.stop,
+                                    follow=holder if _follow_scan is not None else None):
+                if rec[0] is None:
+                    _, items, keys, count = rec
                     yield from _refiltered(items, keys, holder)
-            else:   # pragma: no cover - without the C module
-                for ts, lt, data, orig in read_capture(seg.path, FileInfo(seg.path), [],
-                                                       seg.start, seg.stop):
-                    if _candidate(data, holder[0], lt):
-                        yield n, ts, lt, data, orig
-                    elif not n & 0x1FFF:
-                        yield n, ts, lt, None, orig
-                    n += 1
+                    n += count
+                    continue
+                ts, lt, data, orig = rec
+                if _candidate(data, holder[0], lt):
+                    yield n, ts, lt, data, orig
+                elif not n & 0x1FFF:
+                    yield n, ts, lt, None, orig
+                n += 1
             yield n, None, None, None, None
             return
         endian, mult, rl = fmt

@@ -313,8 +313,10 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     gives the table no record at ``bound[0]`` ns or later, but yields it as it is (the
     merge of several files sets it: see `read_captures`). ``follow`` (without
     ``decoded``): a one-item list of follow mode's keys; in a pcapng, the C loop then
-    yields the records whose frame follow mode would not pick with data None (see
-    parallel._candidates; the keys may change between records).
+    filters the records it reads as parallel._candidates does and yields ``(None,
+    items, keys, n)`` for ``n`` records (``items`` as _candidates yields them, numbered
+    from the records before; ``keys``: ``follow[0]`` when they were filtered); the
+    records its Python loop reads come as usual.
 
     ``start``/``stop`` read one part of an uncompressed file: the records from the
     record boundary ``start`` (after the file's header) to the boundary ``stop``.
@@ -553,14 +555,20 @@ def _read_pcapng(path: str, win: _Window, info: FileInfo,
                 # the C loop takes the Enhanced Packet Blocks it is sure of (with ``lane``,
                 # as in _read_pcap: counts, then the record it stopped after); the loop
                 # below takes any other block, and the one the C loop stopped at
+                keys = follow[0] if follow is not None and not decoded else None
                 win.pos, batch, ts, taken, wire, cap, lo, hi, taken_lt, taken6 = scan(
                     win.buf, win.pos, stop - win.base, endian == ">", MAX_BLOCK,
                     tuple((i.linktype, i.mult, i.div, i.offset_ns) for i in ifaces), 4096,
-                    lane if decoded else None, bound[0],
-                    follow[0] if follow is not None and not decoded else None)
+                    lane if decoded else None, bound[0], keys, records)
                 if ts is not None:
                     last_ts = ts
-                if taken:
+                if keys is not None:
+                    if taken:       # ``taken`` records read, ``batch`` their follow items
+                        records += taken
+                        info.records = records
+                        yield (None, batch, keys, taken)
+                        continue
+                elif taken:
                     records += taken
                     info.records = records
                     yield (None, taken, wire, cap, (lo, hi, taken_lt, taken6))
