@@ -9,7 +9,9 @@ it still tracks are fed (cheaply recognised by their addresses), until each of
 them has ended, has lingered long enough, or was replaced by a new connection
 on the same ports (which the next part owns). Every record has a position
 (part, index); every connection knows the positions of its first and last
-packets.
+packets. Local workers hand their results over in files in a temporary
+directory (the pipe, when there is none); the last part runs in the main
+process, and its result is never sent.
 
 The merge keeps every connection as its owner (the part where it began) saw
 it, and drops the copies a later part made of the same packets (a connection
