@@ -1142,11 +1142,9 @@ static const unsigned char *follow_key(int linktype, const unsigned char *d, Py_
 
 /* One record of follow mode, as parallel._candidates yields it: (i, ts, lt, data, orig)
  * appended to ``out`` when the frame is a candidate (its follow_key is in ``keys``, or it
- * has none); else only every 8192nd record, with data None (the caller's clock).
- * ``data_obj``: the frame's bytes object when there is one (else one is made). */
+ * has none); else only every 8192nd record, with data None (the caller's clock). */
 static int follow_item(PyObject *out, PyObject *keys, long long i, long long ts, PyObject *lt,
-                       int linktype, const unsigned char *d, Py_ssize_t n, unsigned long orig,
-                       PyObject *data_obj)
+                       int linktype, const unsigned char *d, Py_ssize_t n, unsigned long orig)
 {
     int candidate = 1;
     Py_ssize_t klen = 0;
@@ -1161,12 +1159,10 @@ static int follow_item(PyObject *out, PyObject *keys, long long i, long long ts,
     }
     if (!candidate && (i & 0x1FFF))
         return 0;
-    PyObject *data = Py_None;
-    if (candidate)
-        data = data_obj != NULL ? data_obj : PyBytes_FromStringAndSize((const char *)d, n);
+    PyObject *data = candidate ? PyBytes_FromStringAndSize((const char *)d, n) : Py_None;
     if (data == NULL)
         return -1;
-    if (data == Py_None || data == data_obj)
+    if (data == Py_None)
         Py_INCREF(data);
     PyObject *item = Py_BuildValue("(LLONk)", i, ts, lt, data, orig);
     if (item == NULL)
@@ -1208,8 +1204,7 @@ static PyObject *follow_scan(PyObject *self, PyObject *args)
         const unsigned char *d = h + rec_len;
         pos += rec_len + (Py_ssize_t)incl;
         done++;
-        if (follow_item(out, keys, index++, ts, lt, linktype, d, (Py_ssize_t)incl, orig,
-                        NULL) < 0)
+        if (follow_item(out, keys, index++, ts, lt, linktype, d, (Py_ssize_t)incl, orig) < 0)
             goto fail;
     }
 done:
@@ -1316,7 +1311,7 @@ static PyObject *scan_epb(PyObject *self, PyObject *args)
             /* follow mode: follow_scan's items, numbered from ``index``; t.n counts the
              * records read */
             if (follow_item(out, keys, index++, ts, lt_o[ifid], (int)lt_v[ifid], d,
-                            (Py_ssize_t)cap, orig, NULL) < 0)
+                            (Py_ssize_t)cap, orig) < 0)
                 goto fail;
             t.n++;
             continue;

@@ -33,14 +33,14 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass, field, fields
-from itertools import compress, islice, repeat, starmap
-from operator import attrgetter, is_not, itemgetter, le
+from itertools import compress, islice, repeat
+from operator import is_not, itemgetter, le
 
 from .ingest.decode import _AF_INET6, _ETH_VLAN, _RAW_TYPES, LINKTYPE_IPV4, LINKTYPE_IPV6
 from .ingest.readers import _PCAP_MAGICS, FileInfo, _window, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
 from .pipeline import Options, RunContext, RunResult, few_collections, run
-from .records import _EXCHANGE_VALUES, HttpExchange, sort_exchanges
+from .records import _CONN_ID, sort_exchanges
 
 try:    # follow mode's record filter in C (pcapstats/_fastpcap.c); same items either way
     from ._fastpcap import follow_scan as _follow_scan
@@ -503,9 +503,6 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
     return out
 
 
-_CONN_ID = attrgetter("conn_id")
-
-
 def _ascending(values: list) -> bool:
     """Whether ``values`` never decrease (compared in C, no Python call per item)."""
     return all(map(le, values, islice(values, 1, None)))
@@ -664,19 +661,9 @@ def _run_part_spooled(index: int, parts: list[list[Segment]], opts: Options,
 
 
 def _spool_write(result: PartResult, path: str) -> None:
-    """The result, then its exchanges as tuples of their fields: pickled one by one,
-    each exchange's __reduce__ is a Python call (half of the 0.54 s the 125k
-    exchanges of half the 5M-packet benchmark took; as tuples 0.25 s)."""
     import pickle
-    rr = result.result
-    exchanges, rr.exchanges = rr.exchanges, []
-    try:
-        with open(path, "wb") as f:
-            pickler = pickle.Pickler(f, protocol=pickle.HIGHEST_PROTOCOL)
-            pickler.dump(result)
-            pickler.dump(list(map(_EXCHANGE_VALUES, exchanges)))
-    finally:
-        rr.exchanges = exchanges
+    with open(path, "wb") as f:
+        pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _load_part(got: str | PartResult) -> PartResult:
@@ -685,9 +672,7 @@ def _load_part(got: str | PartResult) -> PartResult:
         return got
     import pickle
     with open(got, "rb") as f:
-        unpickler = pickle.Unpickler(f)
-        result = unpickler.load()
-        result.result.exchanges = list(starmap(HttpExchange, unpickler.load()))
+        result = pickle.load(f)
     os.unlink(got)
     return result
 

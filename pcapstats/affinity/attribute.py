@@ -44,6 +44,7 @@ from .roles import detect_roles, side_of
 from ..request_table import RequestTable
 
 _SERVER = itemgetter("server_ip", "server_port")
+_CLIENT_IP = itemgetter("client_ip")
 _HEALTH_URI = re.compile(r"health|status|ping|alive|ready|check", re.I)
 
 
@@ -275,8 +276,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
     if kind == "tls":
         notes.append("--session-key tls groups TLS connections; HTTP requests inside TLS "
                      "are not visible")
-    client_ips = list(map({c["conn_id"]: c["client_ip"] for c in conns}.__getitem__,
-                          pick(conn_ids)))
+    client_ips = list(map(_CLIENT_IP, map(conn_by_id.__getitem__, pick(conn_ids))))
     # the address a request counts for: a forwarded one's first X-Forwarded-For hop
     addrs = client_ips if "backend" not in s_side else [
         _first_hop(x) if sd == "backend" and x else ip

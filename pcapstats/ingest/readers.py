@@ -309,9 +309,10 @@ def read_capture(path: str, info: FileInfo, problems: list[ReadProblem],
     ``lane`` (with ``decoded``): a ConnectionTable to which the C loop gives the TCP
     packets it decodes (its fast lane, else ``packet()``) in a pcap or pcapng; it then
     also yields ``(None, n, wire_bytes, captured_bytes, (first_ts, last_ts, linktype,
-    ipv6))`` for ``n`` records done whole, ``ipv6`` of them IPv6. ``bound`` (with ``lane``): a one-item list; the C loop
-    gives the table no record at ``bound[0]`` ns or later, but yields it as it is (the
-    merge of several files sets it: see `read_captures`). ``follow`` (without
+    ipv6))`` for ``n`` records done whole, ``ipv6`` of them IPv6. ``bound`` (with
+    ``lane``): a one-item list; the C loop gives the table no record at ``bound[0]`` ns
+    or later, but yields it as it is (the merge of several files sets it: see
+    `read_captures`). ``follow`` (without
     ``decoded``): a one-item list of follow mode's keys; in a pcapng, the C loop then
     filters the records it reads as parallel._candidates does and yields ``(None,
     items, keys, n)`` for ``n`` records (``items`` as _candidates yields them, numbered
