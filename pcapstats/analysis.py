@@ -13,6 +13,9 @@ if TYPE_CHECKING:   # pragma: no cover
     import pandas as pd
 
 _OPTION_NAMES = {f.name for f in fields(Options)}
+#: Rows (connections and requests) from which the summary is worth a forked child:
+#: below, its cost (about 10 us a row) is not much more than the fork's.
+FORK_MIN_ROWS = 20_000
 _AFFINITY_ROWS = {"sessions": "session_rows", "backends": "backend_rows",
                   "breaks": "break_rows"}
 
@@ -127,10 +130,16 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
         else:
             res = run(paths, Options(**options))
         conns = res.connections
-        reqs = RequestTable(res.exchanges, conns)
         from .affinity.attribute import attribute
-        aff = attribute(conns, reqs, **affinity_opts)
-        from .summary import build_summary
-        summary = build_summary(res, conns, res.exchanges, aff.summary if aff else None)
+        from .forked import Forked
+        from .summary import build_summary, with_affinity
+        # With cores to spare (jobs), a forked child makes the summary while this process
+        # attributes the requests: the summary reads nothing attribute() writes (the
+        # connections' "side", the requests' session columns).
+        spare = jobs > 1 and len(conns) + len(res.exchanges) >= FORK_MIN_ROWS
+        with Forked(build_summary, res, conns, res.exchanges, None, fork=spare) as job:
+            reqs = RequestTable(res.exchanges, conns)
+            aff = attribute(conns, reqs, **affinity_opts)
+            summary = with_affinity(job.result(), aff.summary if aff else None)
     analysis = Analysis(res, conns, reqs, aff, summary)
     return redactor.apply(analysis) if redactor is not None else analysis

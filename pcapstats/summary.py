@@ -203,7 +203,16 @@ def build_summary(res: RunResult, conns: list[dict], exchanges: list,
         "http": http_section(col, exchanges),
         "tls": tls_section(conns),
     }
-    if affinity is not None:
-        summary["affinity"] = affinity
     summary["warnings"] = warnings(res, col)
-    return summary
+    return with_affinity(summary, affinity)
+
+
+def with_affinity(summary: dict[str, Any], affinity: dict[str, Any] | None) -> dict[str, Any]:
+    """``summary`` (built without affinity) with ``summary["affinity"]`` added, in its
+    place before the warnings; ``summary`` itself when ``affinity`` is None."""
+    if affinity is None:
+        return summary
+    out = {k: v for k, v in summary.items() if k != "warnings"}
+    out["affinity"] = affinity
+    out["warnings"] = summary["warnings"]
+    return out
