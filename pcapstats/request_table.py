@@ -14,6 +14,7 @@ columns of ``frames.REQUESTS``, ``idx`` (the row's position) and ``client_addr``
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
+from itertools import compress
 from operator import attrgetter
 from typing import Any, Iterator, overload
 
@@ -145,7 +146,8 @@ def table_columns(rows: Sequence[dict], names: Sequence[str],
     if where is not None:
         key, values = where
         if isinstance(rows, RequestTable):
-            only = [i for i, v in enumerate(rows.column(key)) if v in values]
+            col = rows.column(key)
+            only = list(compress(range(len(col)), map(values.__contains__, col)))
             return [rows.column(n, only) for n in names]
         rows = [r for r in rows if r.get(key) in values]
     if isinstance(rows, RequestTable):

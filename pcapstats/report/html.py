@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import heapq
 import math
+from itertools import compress, repeat
+from operator import ge, methodcaller
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..redact import describe
-from ..request_table import columns_of
+from ..request_table import columns_of, table_columns
 from . import svg
 from .fmt import num, pct
 from .svg import esc
@@ -253,8 +255,14 @@ def _http(s: dict[str, Any], analysis: Any) -> str:
 def _hosts(reqs: Sequence[dict], total: int) -> str:
     """The busiest Host headers, with their share of the requests (ties in order
     of first appearance)."""
-    counts = Counter("(no Host header)" if h is None else h
-                     for h, in columns_of(reqs, "host")).most_common()
+    counts = Counter(table_columns(reqs, ("host",))[0])
+    if None in counts:      # (merged with a Host header of that text, if one came)
+        named: dict[str, int] = {}
+        for h, n in counts.items():
+            h = "(no Host header)" if h is None else h
+            named[h] = named.get(h, 0) + n
+        counts = Counter(named)
+    counts = counts.most_common()
     if not counts:
         return ""
     rows = [[f"<code>{esc(host, 100)}</code>", f"{n:,}", _share(n, total)]
@@ -420,11 +428,23 @@ def _busiest_connection(c: dict) -> tuple[Any, ...]:
     return -(c.get("requests") or 0), -(c.get("duration_ns") or 0), _asc(c.get("conn_id"))
 
 
+def _most_requests(conns: Sequence[dict], n: int) -> Sequence[dict]:
+    """The rows that can be among the ``n`` busiest (`_busiest_connection`): those with
+    at least as many requests as the n-th most, in their order. Found with C-level
+    passes, so the Python sort key then runs on these few instead of on every row."""
+    counts = list(map(methodcaller("get", "requests"), conns))
+    if None in counts:
+        counts = [c or 0 for c in counts]
+    least = heapq.nlargest(n, counts)[-1]
+    return list(compress(conns, map(ge, counts, repeat(least))))
+
+
 def _connection_lanes(analysis: Any, t0: int | None, n: int) -> tuple[list[svg.ConnLane], str]:
     conns = analysis.rows("connections")
     origin = _origin(analysis, t0)
     if n > MAX_CONNECTION_ROWS:
-        conns = heapq.nsmallest(MAX_CONNECTION_ROWS, conns, key=_busiest_connection)
+        conns = heapq.nsmallest(MAX_CONNECTION_ROWS, _most_requests(conns, MAX_CONNECTION_ROWS),
+                                key=_busiest_connection)
         caption = (f"Showing {len(conns):,} of {n:,} connections: the busiest (most requests), "
                    f"then the longest; rows sorted by start time")
     else:
