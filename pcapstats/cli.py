@@ -81,14 +81,16 @@ def _run_analysis(files: tuple[str, ...], kw: dict[str, Any], redactor: Any = No
     bar = None
     if not kw.get("quiet") and sys.stderr.isatty():
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+        # redrawn by the updates themselves (auto_refresh would start a thread, and
+        # with a thread running the analysis forks no helper: pcapstats/forked.py)
         bar = Progress("[progress.description]{task.description}", BarColumn(),
                        DownloadColumn(), TimeRemainingColumn(), transient=True,
-                       console=_stderr_console())
+                       auto_refresh=False, console=_stderr_console())
         task = bar.add_task("reading", total=None)
         bar.start()
 
         def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
+            bar.update(task, completed=done, total=total or None, refresh=True)
     try:
         return analyze(list(files), session_key=kw["session_key"],
                        frontend=list(kw["frontend"]), backend_net=list(kw["backend_net"]),

@@ -55,3 +55,39 @@ def test_progress_of_a_gzip_capture_counts_compressed_bytes(tmp_path: Path) -> N
     assert len({d for d in done if 0 < d < size}) >= 2      # it moved before the end
     info = a.result.files[0]
     assert info.compressed and info.disk_read == size and info.bytes_read == path.stat().st_size
+
+
+def test_cli_progress_bar_runs_no_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the CLI draws a bar, redrawn by the progress updates: a refresh
+    thread would keep the analysis from forking its helper (pcapstats/forked.py)."""
+    import io
+    import sys
+    import threading
+
+    import pcapstats.analysis as analysis_mod
+    from pcapstats import cli
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    before = threading.active_count()
+    during: list[int] = []
+    real = analysis_mod.analyze
+
+    def spy(*args, **kwargs):
+        during.append(threading.active_count())
+        return real(*args, **kwargs)
+    monkeypatch.setattr(analysis_mod, "analyze", spy)
+    path = _capture(tmp_path)
+    result = cli._run_analysis((str(path),), {"quiet": False, "session_key": "auto",
+                                              "frontend": (), "backend_net": (),
+                                              "max_connections": 1_000_000,
+                                              "max_buffer": 4 << 20, "jobs": 1,
+                                              "scheduler": None, "redact": None,
+                                              "redact_addresses": False})
+    assert during == [before]
+    monkeypatch.setattr(analysis_mod, "analyze", real)
+    assert result.summary == pcapstats.analyze(str(path)).summary
+    assert err.getvalue().count("reading") >= 3     # redrawn as the capture was read
