@@ -476,3 +476,35 @@ def test_report_in_headless_chromium(xss: tuple[Any, str], tmp_path: Path) -> No
     # solid fills the page must show: header, the two backends, histogram bars, in-flight bars
     for colour in ("#1f3a5f", "#1f77b4", "#ff7f0e", "#aec7e8", "#9ecae1"):
         assert colour in present, colour
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_busiest_connections_are_the_ones_a_plain_sort_picks(seed: int) -> None:
+    """The rows drawn when there are too many: most requests, then longest (nulls as
+    0), then by connection number (nulls last), ties in table order - as a stable sort
+    with that key picks them, also with nulls, missing keys and many ties."""
+    from pcapstats.report.html import _asc, _busiest
+    rng = random.Random(seed)
+    rows = []
+    for i in range([5, 250, 300, 2000][seed % 4]):
+        row = {"requests": rng.choice([None, 0, 0, 1, 2, 5]),
+               "duration_ns": rng.choice([None, 0, 7, rng.randrange(10**9)]),
+               "conn_id": rng.choice([None, i, i])}
+        if seed >= 4 and rng.random() < 0.1:
+            del row[rng.choice(list(row))]
+        rows.append(row)
+    want = sorted(rows, key=lambda c: (-(c.get("requests") or 0), -(c.get("duration_ns") or 0),
+                                       _asc(c.get("conn_id"))))[:200]
+    got = _busiest(rows, 200)
+    assert [id(r) for r in got] == [id(r) for r in want]
+
+
+def test_busiest_connections_count_missing_requests_as_zero() -> None:
+    """Rows without a request count rank with those of 0 requests (by duration), not
+    above them."""
+    from pcapstats.report.html import _busiest
+    rows = ([{"requests": 1, "duration_ns": 5, "conn_id": i} for i in range(100)]
+            + [{"requests": None, "duration_ns": 1, "conn_id": 100 + i} for i in range(150)]
+            + [{"requests": 0, "duration_ns": 9, "conn_id": 250 + i} for i in range(100)])
+    got = _busiest(rows, 200)
+    assert [r["conn_id"] for r in got] == list(range(100)) + list(range(250, 350))

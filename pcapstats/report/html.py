@@ -439,12 +439,16 @@ def _most_requests(conns: Sequence[dict], n: int) -> Sequence[dict]:
     return list(compress(conns, map(ge, counts, repeat(least))))
 
 
+def _busiest(conns: Sequence[dict], n: int) -> list[dict]:
+    """The ``n`` busiest rows, busiest first (`_busiest_connection`; ties in table order)."""
+    return heapq.nsmallest(n, _most_requests(conns, n), key=_busiest_connection)
+
+
 def _connection_lanes(analysis: Any, t0: int | None, n: int) -> tuple[list[svg.ConnLane], str]:
     conns = analysis.rows("connections")
     origin = _origin(analysis, t0)
     if n > MAX_CONNECTION_ROWS:
-        conns = heapq.nsmallest(MAX_CONNECTION_ROWS, _most_requests(conns, MAX_CONNECTION_ROWS),
-                                key=_busiest_connection)
+        conns = _busiest(conns, MAX_CONNECTION_ROWS)
         caption = (f"Showing {len(conns):,} of {n:,} connections: the busiest (most requests), "
                    f"then the longest; rows sorted by start time")
     else:
