@@ -102,6 +102,16 @@ def _run_analysis(files: tuple[str, ...], kw: dict[str, Any], redactor: Any = No
             bar.stop()
 
 
+def _few_collections() -> Any:
+    """For the reports' and exports' passes over the rows: the analysis restores the
+    cyclic GC's thresholds when it returns, and these passes allocate in bulk (tuples,
+    lists, strings) and free it; at the default thresholds that set off full
+    collections scanning every row kept, for no garbage (0.6 s after the 5M-packet
+    benchmark's analysis, 1.2 s in seven collections after 500k connections)."""
+    from .pipeline import few_collections
+    return few_collections()
+
+
 def _stderr_console() -> Any:
     from rich.console import Console
     return Console(stderr=True)
@@ -149,20 +159,22 @@ def report(files: tuple[str, ...], fmt: str, output: str | None, no_files: bool,
     from .report import render
 
     analysis = _run_analysis(files, kw)
-    written = []
-    if not no_files and fmt == "text" and output is None:
-        written = render.write_files(analysis, files, Path("reports"))
-    if fmt == "html":
-        target = Path(output) if output else render.default_path(files, Path("reports"), "html")
-        render.write_html(analysis, target)
-        if not kw["quiet"]:
-            click.echo(f"HTML report written to {target}")
-    elif output or not kw["quiet"]:     # (-q without -o: no report to render)
-        text = render.render(analysis, fmt, color=output is None and sys.stdout.isatty())
-        if output:
-            Path(output).write_text(text, encoding="utf-8")
-        else:
-            click.echo(text, nl=not text.endswith("\n"))
+    with _few_collections():
+        written = []
+        if not no_files and fmt == "text" and output is None:
+            written = render.write_files(analysis, files, Path("reports"))
+        if fmt == "html":
+            target = (Path(output) if output
+                      else render.default_path(files, Path("reports"), "html"))
+            render.write_html(analysis, target)
+            if not kw["quiet"]:
+                click.echo(f"HTML report written to {target}")
+        elif output or not kw["quiet"]:     # (-q without -o: no report to render)
+            text = render.render(analysis, fmt, color=output is None and sys.stdout.isatty())
+            if output:
+                Path(output).write_text(text, encoding="utf-8")
+            else:
+                click.echo(text, nl=not text.endswith("\n"))
     if written and not kw["quiet"]:
         click.echo("Also written: " + ", ".join(str(p) for p in written))
     if kw["strict"] and analysis.summary["warnings"]:
@@ -182,7 +194,8 @@ def export(files: tuple[str, ...], fmt: str, outdir: str, **kw: Any) -> None:
     from .report import exports
 
     analysis = _run_analysis(files, kw)
-    paths = exports.write_tables(analysis, Path(outdir), fmt)
+    with _few_collections():
+        paths = exports.write_tables(analysis, Path(outdir), fmt)
     if not kw["quiet"]:
         for p in paths:
             click.echo(str(p))

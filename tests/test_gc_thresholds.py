@@ -85,3 +85,33 @@ def test_command_freezes_on_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit):
         cli.entry()
     assert frozen == [True]
+
+
+def test_cli_writes_its_reports_and_exports_with_them_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reports' and exports' passes over the rows run with the raised thresholds
+    too: at the defaults they set off full collections scanning every row kept."""
+    from click.testing import CliRunner
+
+    from pcapstats.cli import main
+    from pcapstats.report import exports, render
+    seen: dict[str, tuple[int, int, int]] = {}
+    for mod, name in ((render, "write_files"), (render, "render"), (exports, "write_tables")):
+        real = getattr(mod, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            seen[_name] = gc.get_threshold()
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(mod, name, spy)
+    saved = gc.get_threshold()
+    monkeypatch.chdir(tmp_path)
+    try:
+        gc.set_threshold(700, 10, 10)
+        r = CliRunner().invoke(main, ["report", str(SAMPLE)])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(main, ["export", str(SAMPLE), "--format", "csv"])
+        assert r.exit_code == 0, r.output
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
+    assert seen == dict.fromkeys(("write_files", "render", "write_tables"), (500_000, 20, 100))
