@@ -150,7 +150,7 @@ def _time_order(paths: list[str]) -> list[int] | None:
 
 def run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResult:
     """The work of one part: its own records, then follow mode over the later parts."""
-    with few_collections():
+    with few_collections(pause=True):
         return _run_part(index, parts, opts)
 
 

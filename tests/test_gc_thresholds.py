@@ -115,3 +115,49 @@ def test_cli_writes_its_reports_and_exports_with_them_raised(
     finally:
         gc.set_threshold(*saved)
     assert seen == dict.fromkeys(("write_files", "render", "write_tables"), (500_000, 20, 100))
+
+
+def test_paused_inside_and_the_callers_state_given_back() -> None:
+    assert gc.isenabled()
+    with few_collections():
+        with few_collections(pause=True):
+            assert not gc.isenabled()
+            assert gc.get_threshold()[0] >= 500_000
+        assert gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with few_collections(pause=True):
+            assert not gc.isenabled()
+        assert not gc.isenabled()       # the caller had turned it off: still off
+    finally:
+        gc.enable()
+
+
+def test_runs_and_parts_run_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packet loop and the end of a run (serial, and a parallel part) run with the
+    collector off, and it is on again afterwards, also when the run fails."""
+    from pcapstats import pipeline
+    from pcapstats.parallel import plan, run_part
+    seen: list[tuple[str, bool]] = []
+    for name in ("consume", "finish"):
+        real = getattr(pipeline.RunContext, name)
+
+        def spy(self, *args, _real=real, _name=name):
+            seen.append((_name, gc.isenabled()))
+            return _real(self, *args)
+        monkeypatch.setattr(pipeline.RunContext, name, spy)
+    pcapstats.analyze(str(SAMPLE))
+    assert seen == [("consume", False), ("finish", False)] and gc.isenabled()
+    seen.clear()
+    layout = plan([str(SAMPLE)], 2)
+    assert layout is not None
+    run_part(0, layout, pipeline.Options())
+    assert seen and all(not on for _, on in seen) and gc.isenabled()
+
+    def fails(self, *args):
+        raise RuntimeError("consume failed")
+    monkeypatch.setattr(pipeline.RunContext, "consume", fails)
+    with pytest.raises(RuntimeError):
+        pcapstats.analyze(str(SAMPLE))
+    assert gc.isenabled()
