@@ -123,7 +123,7 @@ def analyze(paths: str | list[str], **options: Any) -> Analysis:
         raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
     if jobs < 1:
         raise UsageError(f"jobs must be 1 or more, not {jobs}")
-    with few_collections():
+    with few_collections(pause=True):
         if jobs > 1 or scheduler or parts:
             from .parallel import run_parallel
             res = run_parallel(paths, Options(**options), jobs, scheduler, parts)

@@ -165,7 +165,7 @@ class AppStream:
 @contextmanager
 def few_collections(pause: bool = False) -> Iterator[None]:
     """Raise the cyclic GC's thresholds for a run, then restore them; with ``pause``,
-    no collection at all inside (the packet loop and the end of a run, see below).
+    no collection at all inside (a run, and analyze() around it: see below).
 
     A run keeps hundreds of thousands of long-lived containers (connection rows,
     exchanges) and makes few reference cycles (the parsers break theirs when a
@@ -185,11 +185,11 @@ def few_collections(pause: bool = False) -> Iterator[None]:
     Paused: where connections linger (every one closed in the last minute of capture
     time is kept for its late packets), most young objects survive, and each young
     collection scans half a million live ones for nothing: a capture of 500k SYN-scan
-    connections spent 1.35-1.65 s of a 9 s run in 31 of them. The reference cycles a
-    run leaves are a constant few (gc.collect() after runs with the collector off:
-    60-92 objects for each of the 50 shared captures, 3.2-7.5k - the closures of the
-    run and the imports - after the benchmark's 1M packets, a 1M-packet TLS capture
-    and the 500k-connection scan), so nothing piles up while it is off.
+    connections spent 1.35-1.65 s of a 9 s run in 31 of them, and its summary 0.5 s
+    in two more. The reference cycles an analysis leaves are a constant few, its
+    closures (gc.collect() after analyze() with the collector off: at most 58 objects
+    for each of the 50 shared captures, the benchmark's 1M packets and the scan), so
+    nothing piles up while it is off (tests/test_gc_thresholds.py).
     """
     old = gc.get_threshold()
     enabled = gc.isenabled()

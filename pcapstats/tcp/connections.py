@@ -385,5 +385,8 @@ class ConnectionTable:
 
     def finish(self) -> None:
         """End of capture: every connection still tracked is emitted."""
+        # (those lingering are among them; the queue would keep up to a thousand emitted
+        # ones alive as long as the table, which a run's closures keep in a cycle)
+        self.closing.clear()
         for conn in list(self.open.values()):
             self._finish(conn)
