@@ -25,8 +25,9 @@ from typing import Any, Callable
 
 class Forked:
     """``fn(*args)``, computed in a child process from now on (see the module
-    docstring; with ``fork=False``, here when asked for); :meth:`result` waits for it. Use as a context manager, so that a
-    child whose result is never asked for is stopped."""
+    docstring; with ``fork=False``, here when asked for); :meth:`result` waits for
+    it. Use as a context manager, so that a child whose result is never asked for
+    is stopped."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any, fork: bool = True) -> None:
         self._call = (fn, args)

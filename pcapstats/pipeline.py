@@ -378,40 +378,64 @@ def _size(path: str) -> int:
         return 0
 
 
+#: A connection row's keys, in order: each row starts as a copy of this dict (a copy of
+#: a dict of the same keys is one block copy; building the 51 keys one by one, as a
+#: literal does, took twice as long: 1.6 us of a row's time, on 500k connections 0.65 s)
+_ROW = dict.fromkeys((
+    "conn_id", "client_ip", "client_port", "server_ip", "server_port", "ip_version",
+    "first_ts", "last_ts", "duration_ns", "packets", "packets_client", "packets_server",
+    "bytes_client", "bytes_server", "syn", "synack", "handshake_ack", "handshake_complete",
+    "handshake_rtt_ns", "fin_client", "fin_server", "rst_client", "rst_server", "close",
+    "closed_by", "close_ts", "setup_packets", "teardown_packets", "retransmissions",
+    "missed_bytes", "overlap_conflicts", "conn_state", "history", "mss", "evicted", "app",
+    "requests", "responses", "http_malformed", "http_skipped_bytes", "tls_version", "sni",
+    "alpn", "tls_resumed", "tls_session", "tls_handshake_rtt_ns", "tls_client_hello",
+    "reused", "idle_max_ns", "idle_before_close_ns", "race_408"))
+_ROW.update(app="", requests=0, responses=0, http_malformed=0, http_skipped_bytes=0,
+            tls_client_hello=False, reused=False, race_408=0)
+
+
 def _conn_row(conn: Connection, exchanges: list[HttpExchange], text: dict[bytes, str]) -> dict:
     """Summarise a finished connection into its row; the Connection is then dropped.
     ``text``: address bytes -> text (an _AddressText, shared by a run's rows)."""
     z = conn.zeek
-    row = {
-        "conn_id": conn.conn_id,
-        "client_ip": text[conn.client_ip], "client_port": conn.client_port,
-        "server_ip": text[conn.server_ip], "server_port": conn.server_port,
-        "ip_version": conn.ip_version,
-        "first_ts": conn.first_ts, "last_ts": conn.last_ts,
-        "duration_ns": conn.last_ts - conn.first_ts,
-        "packets": conn.packets, "packets_client": conn.packets_client,
-        "packets_server": conn.packets_server,
-        "bytes_client": conn.bytes_client, "bytes_server": conn.bytes_server,
-        "syn": conn.syn, "synack": conn.synack, "handshake_ack": conn.hs_ack,
-        "handshake_complete": conn.handshake_complete,
-        "handshake_rtt_ns": conn.handshake_rtt_ns,
-        "fin_client": conn.fin_client, "fin_server": conn.fin_server,
-        "rst_client": conn.rst_client, "rst_server": conn.rst_server,
-        "close": conn.close, "closed_by": conn.closed_by, "close_ts": conn.close_ts,
-        "setup_packets": conn.syn + conn.synack + (1 if conn.hs_ack else 0),
-        "teardown_packets": conn.fin_client + conn.fin_server + conn.rst_client
-        + conn.rst_server + conn.teardown_acks,
-        "retransmissions": conn.retransmissions, "missed_bytes": conn.missed_bytes,
-        "overlap_conflicts": conn.cstream.conflicts + conn.sstream.conflicts,
-        "conn_state": z.conn_state(conn.bytes_client, conn.bytes_server),
-        "history": sys.intern(z.history()),     # a few histories, repeated: one string each
-        "mss": (conn.options or {}).get("mss"),
-        "evicted": conn.evicted,
-        "app": "", "requests": 0, "responses": 0, "http_malformed": 0,
-        "http_skipped_bytes": 0,
-        "tls_version": None, "sni": None, "alpn": None, "tls_resumed": None,
-        "tls_session": None, "tls_handshake_rtt_ns": None, "tls_client_hello": False,
-    }
+    row = _ROW.copy()
+    row["conn_id"] = conn.conn_id
+    row["client_ip"] = text[conn.client_ip]
+    row["client_port"] = conn.client_port
+    row["server_ip"] = text[conn.server_ip]
+    row["server_port"] = conn.server_port
+    row["ip_version"] = conn.ip_version
+    row["first_ts"] = first = conn.first_ts
+    row["last_ts"] = last = conn.last_ts
+    row["duration_ns"] = last - first
+    row["packets"] = conn.packets
+    row["packets_client"] = conn.packets_client
+    row["packets_server"] = conn.packets_server
+    row["bytes_client"] = bc = conn.bytes_client
+    row["bytes_server"] = bs = conn.bytes_server
+    row["syn"] = syn = conn.syn
+    row["synack"] = synack = conn.synack
+    row["handshake_ack"] = hs_ack = conn.hs_ack
+    row["handshake_complete"] = conn.handshake_complete
+    row["handshake_rtt_ns"] = conn.handshake_rtt_ns
+    row["fin_client"] = fc = conn.fin_client
+    row["fin_server"] = fs = conn.fin_server
+    row["rst_client"] = rc = conn.rst_client
+    row["rst_server"] = rs = conn.rst_server
+    row["close"] = conn.close
+    row["closed_by"] = conn.closed_by
+    row["close_ts"] = conn.close_ts
+    row["setup_packets"] = syn + synack + (1 if hs_ack else 0)
+    row["teardown_packets"] = fc + fs + rc + rs + conn.teardown_acks
+    row["retransmissions"] = conn.retransmissions
+    row["missed_bytes"] = conn.missed_bytes
+    row["overlap_conflicts"] = conn.cstream.conflicts + conn.sstream.conflicts
+    row["conn_state"] = z.conn_state(bc, bs)
+    row["history"] = sys.intern(z.history())    # a few histories, repeated: one string each
+    if conn.options:
+        row["mss"] = conn.options.get("mss")
+    row["evicted"] = conn.evicted
     impl = conn.consumer.impl if conn.consumer is not None else None
     mine: list[HttpExchange] = []
     if isinstance(impl, HttpStream):
@@ -439,11 +463,8 @@ def _conn_row(conn: Connection, exchanges: list[HttpExchange], text: dict[bytes,
 
 def _http_figures(c: dict, ex: list[HttpExchange]) -> None:
     """A connection's HTTP figures from its exchanges (in request order): reuse, idle
-    gaps, keep-alive timeout, 408 races."""
+    gaps, keep-alive timeout, 408 races (the row has None and 0 for them already)."""
     c["reused"] = c["requests"] >= 2
-    c["idle_max_ns"] = None
-    c["idle_before_close_ns"] = None
-    c["race_408"] = 0
     if not ex:
         return
     gaps = [b.ts_request - a.ts_response_end for a, b in zip(ex, ex[1:])

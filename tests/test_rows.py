@@ -27,3 +27,23 @@ def test_address_text_is_bounded() -> None:
         assert text[raw] == f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
         assert len(text) <= 1 << 16
     assert text[b"\x20\x01\x0d\xb8" + bytes(11) + b"\x01"] == "2001:db8::1"
+
+
+def test_rows_keep_their_keys_in_one_order() -> None:
+    """Every row has the same keys in the same order (rows start as copies of one
+    dict; json and CSV dumps of the rows show that order), with the defaults of a
+    connection without HTTP or TLS."""
+    from pcapstats.frames import CONNECTIONS
+    rows = run([str(SAMPLES / "http-keepalive.pcap")], Options()).connections
+    order = [k for k in rows[0]]
+    assert order[:6] == ["conn_id", "client_ip", "client_port", "server_ip", "server_port",
+                         "ip_version"]
+    assert order[-4:] == ["reused", "idle_max_ns", "idle_before_close_ns", "race_408"]
+    assert set(order) == {name for name, _, _ in CONNECTIONS} - {"side"} | {"tls_client_hello",
+                                                                             "race_408"}
+    assert all(list(r) == order for r in rows)
+    quiet = [r for r in rows if r["app"] == ""]
+    assert quiet, "the sample has no connection without payload"
+    for r in quiet:
+        assert (r["requests"], r["reused"], r["idle_max_ns"], r["race_408"], r["tls_client_hello"],
+                r["tls_version"]) == (0, False, None, 0, False, None)
