@@ -317,16 +317,32 @@ def test_syn_flood_200k_one_packet_connections(tmp_path: Path) -> None:
     assert secs < 90
 
 
-def test_syn_flood_memory_follows_the_open_connection_limit(tmp_path: Path) -> None:
+def test_syn_flood_memory_follows_the_open_connection_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What stays is one summary row per connection; the per-connection state (streams,
+    parsers) is released on eviction: when the capture ends, only the connections
+    under the limit still have theirs."""
+    import gc
+
+    from pcapstats.tcp.connections import ConnectionTable
+    from pcapstats.tcp.reassembly import HalfStream
     path = tmp_path / "flood.pcap"
     cb.syn_flood(str(path), 20_000)
+    streams_at_end = []
+    real = ConnectionTable.finish
+
+    def spy(self):
+        streams_at_end.append(sum(1 for o in gc.get_objects() if type(o) is HalfStream))
+        return real(self)
+    monkeypatch.setattr(ConnectionTable, "finish", spy)
     a, _, peak_small = analyze(path, max_connections=100)
     assert a.summary["tcp"]["evicted"] == 19_900
     _, _, peak_all = analyze(path)
-    # what stays is one summary row per connection; the per-connection state (streams,
-    # parsers) is released on eviction
-    assert peak_small < 0.8 * peak_all
+    assert streams_at_end == [2 * 100, 2 * 20_000]
     assert peak_small < 20_000 * 3072
+    # (at the end, each connection's state is released as its row is made, so the
+    # peak of the run without a limit is no longer rows plus all states: about equal)
+    assert peak_small < 1.25 * peak_all
 
 
 def test_connections_that_never_close(tmp_path: Path) -> None:

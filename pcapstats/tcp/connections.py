@@ -384,9 +384,21 @@ class ConnectionTable:
                 self._finish(conn)
 
     def finish(self) -> None:
-        """End of capture: every connection still tracked is emitted."""
-        # (those lingering are among them; the queue would keep up to a thousand emitted
-        # ones alive as long as the table, which a run's closures keep in a cycle)
+        """End of capture: every connection still tracked is emitted, oldest first.
+
+        What _finish does for each, without taking them out of the lookups one by one
+        (two tuples, four dict operations on a table of every open connection: a fifth
+        of the time at the end of a capture of 500k connections): the lookups are
+        emptied at once. The lingering queue holds only connections emitted here (it
+        would keep up to a thousand alive as long as the table, which a run's closures
+        keep in a cycle)."""
+        pending = list(self.open.values())
         self.closing.clear()
-        for conn in list(self.open.values()):
-            self._finish(conn)
+        self.table.clear()
+        self.open.clear()
+        pending.reverse()
+        close, emit = self._close_streams, self.on_finished
+        while pending:
+            conn = pending.pop()    # (released once its row is made)
+            close(conn, conn.last_ts, linger=False)
+            emit(conn)
