@@ -10,7 +10,9 @@ reference capture of the speed issue: per million packets about 830 MB, 17k
 connections and 60k requests. Then runs each tool in
 alternation on the same file and prints wall time, packets/s, MB/s and peak
 memory (max RSS of the child process), with ratios against pcapstats.
-Not part of the test suite.
+With ``--scan N`` the same tools then run on a generated capture of N packets of
+SYN scans (two packets a connection: the many-connections extreme of public
+traces, where per-connection work decides the speed). Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -117,6 +119,29 @@ def generate(path: Path, packets: int, seed: int = 1) -> dict:
             "bytes": path.stat().st_size}
 
 
+def generate_scan(path: Path, packets: int, seed: int = 1) -> dict:
+    """A capture of many short connections, the other extreme of public traces: SYN
+    scans of random addresses and ports, each SYN answered by a RST/ACK (Zeek's REJ),
+    two packets a connection, 10 us apart. Per-connection work decides the speed
+    here, not per-packet work."""
+    rnd = random.Random(seed)
+    ts = 1_700_000_000_000_000      # microseconds
+    with open(path, "wb", buffering=1 << 22) as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for _ in range(packets // 2):
+            client = (10 << 24) | rnd.getrandbits(24)
+            server = (192 << 24) | (168 << 16) | rnd.randrange(1024)
+            sport, dport = rnd.randrange(1024, 65535), rnd.choice(
+                (22, 23, 80, 443, 3389, 8080, rnd.randrange(1, 65535)))
+            seq = rnd.getrandbits(32)
+            for frame in (_packet(client, server, sport, dport, seq, 0, 0x02, b""),
+                          _packet(server, client, dport, sport, 0, seq + 1, 0x14, b"")):
+                ts += 10
+                f.write(_rec.pack(ts // 1_000_000, ts % 1_000_000, len(frame), len(frame)))
+                f.write(frame)
+    return {"connections": packets // 2}
+
+
 SHAPES = ("sll2", "ipv6", "rotated")
 
 
@@ -201,6 +226,9 @@ def main() -> None:
     ap.add_argument("--no-dpkt", action="store_true")
     ap.add_argument("--jobs", type=int, nargs="*", default=[2],
                     help="Also time pcapstats with --jobs N (peak MB: the largest process).")
+    ap.add_argument("--scan", type=int, default=0, metavar="PACKETS",
+                    help="Then time the same tools on a generated capture of that many packets "
+                         "of SYN scans (two packets a connection).")
     ap.add_argument("--shapes", nargs="*", default=[], choices=SHAPES,
                     help="Also time pcapstats on the same packets as Linux cooked v2 frames, "
                          "as IPv6, or cut into 10 rotated files.")
@@ -211,20 +239,28 @@ def main() -> None:
     if not cap.exists():
         info = generate(cap, args.packets)
         print(f"generated {cap}: {info}")
-    size = cap.stat().st_size
-    npk = args.packets
     # time the command as an installed package runs it, from bytecode: a checkout run with
     # PYTHONDONTWRITEBYTECODE set would otherwise compile every module on every run
     import compileall
     import pcapstats
     compileall.compile_dir(os.path.dirname(pcapstats.__file__), quiet=1)
-    # the whole job: every layer, the JSON and the HTML report (which builds the tables)
-    # (stdout goes to /dev/null: the terminal report is rendered and written, as for a user)
+    table(cap, args.packets, tools_for(cap, args), args.runs, folder)
+    if args.scan:
+        scan = folder / f"scan-{args.scan}.pcap"
+        if not scan.exists():
+            print(f"generated {scan}: {generate_scan(scan, args.scan)}")
+        table(scan, args.scan // 2 * 2, tools_for(scan, args, shapes=False), args.runs, folder)
+
+
+def tools_for(cap: Path, args: argparse.Namespace, shapes: bool = True) -> dict[str, list[str]]:
+    """The commands timed on ``cap``: the whole job of pcapstats (every layer, the JSON
+    and the HTML report; the terminal report rendered to /dev/null, as for a user), with
+    --jobs and in other shapes, and the other tools."""
     report = [sys.executable, "-m", "pcapstats.cli", "report", str(cap)]
     tools: dict[str, list[str]] = {"pcapstats report": report}
     for jobs in args.jobs:
         tools[f"pcapstats report -j {jobs}"] = report + ["--jobs", str(jobs)]
-    for shape in args.shapes:
+    for shape in args.shapes if shapes else ():
         tools[f"pcapstats report ({shape})"] = report[:-1] + [str(p) for p in reshape(cap, shape)]
     if shutil.which("tcptrace"):
         tools["tcptrace -n (no HTTP)"] = ["tcptrace", "-n", str(cap)]
@@ -235,6 +271,13 @@ def main() -> None:
             "tshark", "-n", "-r", str(cap), "-Y", "http.request", "-T", "fields",
             "-e", "tcp.stream", "-e", "http.request.method"]
         tools["tshark -z conv,tcp"] = ["tshark", "-n", "-q", "-r", str(cap), "-z", "conv,tcp"]
+    return tools
+
+
+def table(cap: Path, npk: int, tools: dict[str, list[str]], runs: int, folder: Path) -> None:
+    """Run the tools in alternation ``runs`` times on ``cap`` (``npk`` packets) and print
+    their table."""
+    size = cap.stat().st_size
     # warm cache, as the reference figures were taken: read the file once first (else the
     # first tool of the first run pays for the disk)
     with open(cap, "rb") as f:
@@ -244,7 +287,7 @@ def main() -> None:
     os.chdir(folder)        # pcapstats writes reports/ here
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(1)
-    for _ in range(args.runs):
+    for _ in range(runs):
         for name, cmd in tools.items():
             os.dup2(devnull, 1)
             try:
