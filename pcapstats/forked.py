@@ -33,31 +33,38 @@ class Forked:
         self._call = (fn, args)
         self._pid: int | None = None
         self._fd = -1
-        if not fork or not hasattr(os, "fork") or threading.active_count() > 1:
+        if not fork or not hasattr(os, "fork") or not hasattr(signal, "pthread_sigmask") \
+                or threading.active_count() > 1:
             return
         try:
             rfd, wfd = os.pipe()
         except OSError:
             return
+        # Ctrl-C is held back around the fork: in the child it must not unwind into the
+        # caller's code, and here a child must not be left unrecorded (it can still land
+        # in this process as soon as the fork returns: hence the except)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        pid = -1
         try:
             pid = os.fork()
-        except OSError:
-            os.close(rfd)
-            os.close(wfd)
-            return
-        if pid == 0:    # the child: never returns to the caller's code
-            code = 1
-            try:
+            if pid == 0:
+                _child(fn, args, rfd, wfd, held)    # (never returns)
+            self._pid, self._fd = pid, rfd
+            w, wfd = wfd, -1    # (an interrupt may land as the close returns)
+            os.close(w)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        except BaseException as exc:
+            if pid > 0:
+                self._pid, self._fd = pid, rfd
+                self._reap(kill=True)
+            else:
                 os.close(rfd)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                data = pickle.dumps(fn(*args), protocol=pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(wfd, "wb") as out:
-                    out.write(data)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(wfd)
-        self._pid, self._fd = pid, rfd
+            if wfd >= 0:
+                os.close(wfd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            if pid == -1 and isinstance(exc, OSError):
+                return      # no fork: computed here when asked
+            raise
 
     @property
     def forked(self) -> bool:
@@ -83,11 +90,12 @@ class Forked:
         return fn(*args)
 
     def _reap(self, kill: bool) -> bool:
-        """Wait for the child (stopped first when ``kill``); whether it succeeded."""
-        pid, self._pid = self._pid, None
+        """Wait for the child (stopped first when ``kill``); whether it succeeded. The
+        child stays recorded until reaped, so an interrupted wait is finished on exit."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        pid = self._pid
         if pid is None:
             return False
         if kill:
@@ -98,7 +106,9 @@ class Forked:
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
+            self._pid = None
             return False
+        self._pid = None
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
     def __enter__(self) -> "Forked":
@@ -107,3 +117,18 @@ class Forked:
     def __exit__(self, *exc: object) -> None:
         if self._pid is not None:
             self._reap(kill=True)
+
+
+def _child(fn: Callable[..., Any], args: tuple, rfd: int, wfd: int, held: Any) -> None:
+    """The child: compute, send, exit; it never returns to the caller's code."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)    # (Ctrl-C ends it at once)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        os.close(rfd)
+        data = pickle.dumps(fn(*args), protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(wfd, "wb") as out:
+            out.write(data)
+        code = 0
+    finally:
+        os._exit(code)

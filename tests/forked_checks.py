@@ -87,6 +87,30 @@ def unwanted_child_stopped() -> None:
     assert pid is not None and _gone(pid)
 
 
+def interrupt_at_the_fork() -> None:
+    """A Ctrl-C that comes while the child is being made is held back until the child
+    is recorded, then raised here, and the child is stopped and reaped."""
+    real_fork = os.fork
+    made: list[int] = []
+
+    def fork() -> int:
+        os.kill(PARENT, signal.SIGINT)      # (held back: delivered after the fork)
+        pid = real_fork()
+        if pid:
+            made.append(pid)
+        return pid
+    os.fork = fork
+    try:
+        Forked(_slow, 1)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt was lost")
+    finally:
+        os.fork = real_fork
+    assert len(made) == 1 and _gone(made[0])
+
+
 def no_fork_beside_a_thread() -> None:
     stop = threading.Event()
     t = threading.Thread(target=stop.wait, args=(30,))
@@ -114,11 +138,21 @@ def _spy() -> list:
 
 
 def analysis_equal(capture: str, session_key: str) -> None:
+    import pcapstats.summary as summary_mod
     serial = analyze(capture, session_key=session_key)
     made = _spy()
+    here: list[int] = []        # calls of build_summary in this process (the child's
+    real = summary_mod.build_summary    # are in its own memory)
+
+    def counted(*args):
+        here.append(os.getpid())
+        return real(*args)
+    summary_mod.build_summary = counted
     analysis_mod.FORK_MIN_ROWS = 0
     par = analyze(capture, jobs=2, parts=3, session_key=session_key)
+    summary_mod.build_summary = real
     assert len(made) == 1 and made[0] is not None, "the summary was not forked"
+    assert here == [], "the summary was made here (the child failed)"
     assert _gone(made[0])
     assert json.dumps(par.summary) == json.dumps(serial.summary)    # keys in the same order
     assert list(par.summary) == ["schema_version", "tool", "capture", "tcp", "udp", "http",

@@ -27,8 +27,10 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on t
 
 def _fresh(check: str, *args: str) -> None:
     """Run ``forked_checks.<check>(*args)`` in a new interpreter; fail with its output."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}   # this checkout
     r = subprocess.run([sys.executable, str(HERE / "forked_checks.py"), check, *args],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
@@ -57,6 +59,11 @@ def test_a_failed_child_means_the_result_is_computed_here(how: str) -> None:
 @needs_fork
 def test_a_child_whose_result_is_not_wanted_is_stopped() -> None:
     _fresh("unwanted_child_stopped")
+
+
+@needs_fork
+def test_an_interrupt_at_the_fork_leaves_no_child() -> None:
+    _fresh("interrupt_at_the_fork")
 
 
 @pytest.fixture(scope="module")
