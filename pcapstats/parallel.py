@@ -169,7 +169,8 @@ def _run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResu
                                    decoded=True, lane=ctx.lane_table)
             if many_files:
                 records = _ts_tracked(records, seg.file, ts_range)
-            ctx.consume(records, (index << PART_SHIFT) + res.packets, None, 0)
+            ctx.consume(records, (index << PART_SHIFT) + res.packets,
+                        _part_progress(opts.progress, parts[index], infos), 0)
         if ctx.decoder.defrag.sets and index + 1 < len(parts):
             infos[parts[index][-1].file].unsplittable = \
                 "an IP fragment set is open where the part ends"
@@ -179,6 +180,27 @@ def _run_part(index: int, parts: list[list[Segment]], opts: Options) -> PartResu
     refuse = next((f"{i.path}: {i.unsplittable}" for i in infos.values() if i.unsplittable),
                   None)
     return PartResult(index, res, infos, ctx.positions, table.handoffs, ts_range, refuse)
+
+
+def _part_progress(progress, segments: list[Segment], infos: dict[int, FileInfo]):
+    """A part's progress callback for the records loop: ``progress(done, total)`` with the
+    bytes of the part's own segments read so far and in all; None without one."""
+    if progress is None:
+        return None
+    spans = []
+    for seg in segments:
+        start = seg.start or 0
+        try:
+            stop = seg.stop if seg.stop is not None else os.path.getsize(seg.path)
+        except OSError:
+            stop = start
+        spans.append((seg.file, start, max(stop - start, 0)))
+    own = sum(n for _, _, n in spans)
+
+    def report(_done: int, _total: int) -> None:
+        progress(sum(min(max(infos[f].disk_read - start, 0), n) if f in infos else 0
+                     for f, start, n in spans), own)
+    return report
 
 
 def _ts_tracked(records, file: int, ts_range: dict[int, tuple[int, int]]):
@@ -595,7 +617,15 @@ def run_parallel(paths: list[str], opts: Options, jobs: int, scheduler: str | No
         elif jobs <= 1:
             results = [run_part(i, layout, wopts) for i in range(len(layout))]
         else:
-            results = _on_processes(jobs, layout, wopts)
+            # the part this process runs shows the progress: its own share read, as the
+            # share of the whole (the parts run side by side at about the same pace)
+            mine = wopts
+            if opts.progress is not None:
+                whole = sum(os.path.getsize(p) for p in paths)
+                mine = Options(**{**{f.name: getattr(wopts, f.name) for f in fields(Options)},
+                                  "progress": lambda done, own, _p=opts.progress: _p(
+                                      done * whole // own if own else 0, whole)})
+            results = _on_processes(jobs, layout, wopts, mine)
     finally:
         if client is not None:
             client.close()
@@ -610,7 +640,8 @@ def run_parallel(paths: list[str], opts: Options, jobs: int, scheduler: str | No
     return merged
 
 
-def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options) -> list[PartResult]:
+def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options,
+                  mine_opts: Options | None = None) -> list[PartResult]:
     import multiprocessing as mp
     import shutil
     import tempfile
@@ -629,7 +660,7 @@ def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options) -> list
         with ProcessPoolExecutor(max_workers=min(jobs - 1, last), mp_context=ctx) as pool:
             futures = [pool.submit(_run_part_spooled, i, layout, opts, spool)
                        for i in range(last)]
-            mine = run_part(last, layout, opts)
+            mine = run_part(last, layout, mine_opts or opts)
             return [_load_part(f.result()) for f in futures] + [mine]
     finally:
         if spool is not None:
