@@ -326,11 +326,15 @@ class DirectionReader:
     def _chunk_size(self, ts: int, data: bytes, pos: int) -> int:
         buf = self.buf
         i = data.find(b"\n", pos)
+        if len(buf) + (len(data) if i < 0 else i) - pos > self.max_hdr:
+            # longer than any chunk-size line: given up where it outgrows the limit, as
+            # when it comes a byte at a time (the rest is looked through for a message)
+            k = pos + self.max_hdr + 1 - len(buf)
+            buf.clear()
+            self._bad_framing(ts, False)
+            return k
         if i < 0:
             buf += data[pos:]
-            if len(buf) > self.max_hdr:
-                buf.clear()
-                self._bad_framing(ts, False)
             return len(data)
         if buf:
             buf += data[pos:i]
