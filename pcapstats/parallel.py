@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from itertools import compress, islice, repeat
 from operator import is_not, itemgetter, le
 
@@ -610,8 +610,7 @@ def run_parallel(paths: list[str], opts: Options, jobs: int, scheduler: str | No
         layout = plan(paths, parts or jobs, 0 if parts else MIN_PART)
         if layout is None:
             return run(paths, opts)
-        wopts = Options(**{f.name: getattr(opts, f.name) for f in fields(Options)
-                           if f.name != "progress"})
+        wopts = replace(opts, progress=None)
         if client is not None:
             results = _on_dask(client, layout, wopts)
         elif jobs <= 1:
@@ -622,9 +621,8 @@ def run_parallel(paths: list[str], opts: Options, jobs: int, scheduler: str | No
             mine = wopts
             if opts.progress is not None:
                 whole = sum(os.path.getsize(p) for p in paths)
-                mine = Options(**{**{f.name: getattr(wopts, f.name) for f in fields(Options)},
-                                  "progress": lambda done, own, _p=opts.progress: _p(
-                                      done * whole // own if own else 0, whole)})
+                mine = replace(opts, progress=lambda done, own, _p=opts.progress: _p(
+                    done * whole // own if own else 0, whole))
             results = _on_processes(jobs, layout, wopts, mine)
     finally:
         if client is not None:
@@ -641,7 +639,7 @@ def run_parallel(paths: list[str], opts: Options, jobs: int, scheduler: str | No
 
 
 def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options,
-                  mine_opts: Options | None = None) -> list[PartResult]:
+                  mine_opts: Options) -> list[PartResult]:
     import multiprocessing as mp
     import shutil
     import tempfile
@@ -660,7 +658,7 @@ def _on_processes(jobs: int, layout: list[list[Segment]], opts: Options,
         with ProcessPoolExecutor(max_workers=min(jobs - 1, last), mp_context=ctx) as pool:
             futures = [pool.submit(_run_part_spooled, i, layout, opts, spool)
                        for i in range(last)]
-            mine = run_part(last, layout, mine_opts or opts)
+            mine = run_part(last, layout, mine_opts)
             return [_load_part(f.result()) for f in futures] + [mine]
     finally:
         if spool is not None:

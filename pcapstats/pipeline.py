@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import starmap
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Callable, Iterator
 
 from .http import HttpStream
@@ -395,47 +395,33 @@ _ROW.update(app="", requests=0, responses=0, http_malformed=0, http_skipped_byte
             tls_client_hello=False, reused=False, race_408=0)
 
 
+#: The row's fields that are the Connection's attributes of the same name, read at once
+_SAME_NAMED = ("conn_id", "client_port", "server_port", "ip_version", "first_ts", "last_ts",
+               "packets", "packets_client", "packets_server", "bytes_client", "bytes_server",
+               "syn", "synack", "handshake_complete", "handshake_rtt_ns", "fin_client",
+               "fin_server", "rst_client", "rst_server", "close", "closed_by", "close_ts",
+               "retransmissions", "missed_bytes", "evicted")
+_SAME_VALUES = attrgetter(*_SAME_NAMED)
+
+
 def _conn_row(conn: Connection, exchanges: list[HttpExchange], text: dict[bytes, str]) -> dict:
     """Summarise a finished connection into its row; the Connection is then dropped.
     ``text``: address bytes -> text (an _AddressText, shared by a run's rows)."""
     z = conn.zeek
     row = _ROW.copy()
-    row["conn_id"] = conn.conn_id
+    row.update(zip(_SAME_NAMED, _SAME_VALUES(conn)))
     row["client_ip"] = text[conn.client_ip]
-    row["client_port"] = conn.client_port
     row["server_ip"] = text[conn.server_ip]
-    row["server_port"] = conn.server_port
-    row["ip_version"] = conn.ip_version
-    row["first_ts"] = first = conn.first_ts
-    row["last_ts"] = last = conn.last_ts
-    row["duration_ns"] = last - first
-    row["packets"] = conn.packets
-    row["packets_client"] = conn.packets_client
-    row["packets_server"] = conn.packets_server
-    row["bytes_client"] = bc = conn.bytes_client
-    row["bytes_server"] = bs = conn.bytes_server
-    row["syn"] = syn = conn.syn
-    row["synack"] = synack = conn.synack
+    row["duration_ns"] = row["last_ts"] - row["first_ts"]
     row["handshake_ack"] = hs_ack = conn.hs_ack
-    row["handshake_complete"] = conn.handshake_complete
-    row["handshake_rtt_ns"] = conn.handshake_rtt_ns
-    row["fin_client"] = fc = conn.fin_client
-    row["fin_server"] = fs = conn.fin_server
-    row["rst_client"] = rc = conn.rst_client
-    row["rst_server"] = rs = conn.rst_server
-    row["close"] = conn.close
-    row["closed_by"] = conn.closed_by
-    row["close_ts"] = conn.close_ts
-    row["setup_packets"] = syn + synack + (1 if hs_ack else 0)
-    row["teardown_packets"] = fc + fs + rc + rs + conn.teardown_acks
-    row["retransmissions"] = conn.retransmissions
-    row["missed_bytes"] = conn.missed_bytes
+    row["setup_packets"] = row["syn"] + row["synack"] + (1 if hs_ack else 0)
+    row["teardown_packets"] = (row["fin_client"] + row["fin_server"] + row["rst_client"]
+                               + row["rst_server"] + conn.teardown_acks)
     row["overlap_conflicts"] = conn.cstream.conflicts + conn.sstream.conflicts
-    row["conn_state"] = z.conn_state(bc, bs)
+    row["conn_state"] = z.conn_state(row["bytes_client"], row["bytes_server"])
     row["history"] = sys.intern(z.history())    # a few histories, repeated: one string each
     if conn.options:
         row["mss"] = conn.options.get("mss")
-    row["evicted"] = conn.evicted
     impl = conn.consumer.impl if conn.consumer is not None else None
     mine: list[HttpExchange] = []
     if isinstance(impl, HttpStream):

@@ -389,9 +389,9 @@ class ConnectionTable:
         What _finish does for each, without taking them out of the lookups one by one
         (two tuples, four dict operations on a table of every open connection: a fifth
         of the time at the end of a capture of 500k connections): the lookups are
-        emptied at once. The lingering queue holds only connections emitted here (it
-        would keep up to a thousand alive as long as the table, which a run's closures
-        keep in a cycle)."""
+        emptied at once, and the lingering queue dropped: each connection in it is emitted
+        here or was already (kept, it would hold up to a thousand alive as long as the
+        table, which a run's closures keep in a cycle)."""
         pending = list(self.open.values())
         self.closing.clear()
         self.table.clear()
