@@ -390,9 +390,9 @@ _ROW = dict.fromkeys((
     "missed_bytes", "overlap_conflicts", "conn_state", "history", "mss", "evicted", "app",
     "requests", "responses", "http_malformed", "http_skipped_bytes", "tls_version", "sni",
     "alpn", "tls_resumed", "tls_session", "tls_handshake_rtt_ns", "tls_client_hello",
-    "reused", "idle_max_ns", "idle_before_close_ns", "race_408"))
+    "reused", "idle_max_ns", "idle_before_close_ns", "race_408", "side"))
 _ROW.update(app="", requests=0, responses=0, http_malformed=0, http_skipped_bytes=0,
-            tls_client_hello=False, reused=False, race_408=0)
+            tls_client_hello=False, reused=False, race_408=0, side="")
 
 
 #: The row's fields that are the Connection's attributes of the same name, read at once

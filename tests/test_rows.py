@@ -45,12 +45,44 @@ def test_rows_keep_their_keys_in_one_order() -> None:
         "missed_bytes", "overlap_conflicts", "conn_state", "history", "mss", "evicted", "app",
         "requests", "responses", "http_malformed", "http_skipped_bytes", "tls_version", "sni",
         "alpn", "tls_resumed", "tls_session", "tls_handshake_rtt_ns", "tls_client_hello",
-        "reused", "idle_max_ns", "idle_before_close_ns", "race_408"]
-    assert set(order) == {name for name, _, _ in CONNECTIONS} - {"side"} | {"tls_client_hello",
-                                                                             "race_408"}
+        "reused", "idle_max_ns", "idle_before_close_ns", "race_408", "side"]
+    assert set(order) == {name for name, _, _ in CONNECTIONS} | {"tls_client_hello", "race_408"}
     assert all(list(r) == order for r in rows)
     quiet = [r for r in rows if r["app"] == ""]
     assert quiet, "the sample has no connection without payload"
     for r in quiet:
         assert (r["requests"], r["reused"], r["idle_max_ns"], r["race_408"], r["tls_client_hello"],
-                r["tls_version"]) == (0, False, None, 0, False, None)
+                r["tls_version"], r["side"]) == (0, False, None, 0, False, None, "")
+
+
+class _Watched(dict):
+    """A row that records the keys written to it."""
+
+    def __init__(self, row: dict) -> None:
+        super().__init__(row)
+        self.written: list[str] = []
+
+    def __setitem__(self, key: str, value: object) -> None:
+        self.written.append(key)
+        super().__setitem__(key, value)
+
+
+def _attributed(sample: str) -> list[_Watched]:
+    from pcapstats.affinity.attribute import attribute
+    from pcapstats.request_table import RequestTable
+    res = run([str(SAMPLES / sample)], Options())
+    rows = [_Watched(r) for r in res.connections]
+    attribute(rows, RequestTable(res.exchanges, rows))
+    return rows
+
+
+def test_attribution_writes_only_the_sides_that_change() -> None:
+    """A forked child reads the rows while attribute() runs after a parallel run: every
+    row written costs a copied page. Rows begin with side "", so one side only writes
+    none; both sides of a proxy write exactly the rows that are not ""."""
+    one_sided = _attributed("http-keepalive.pcap")
+    assert one_sided and all(r["side"] == "" and r.written == [] for r in one_sided)
+    both = _attributed("lb-both-sides.pcap")
+    sides = {r["side"] for r in both}
+    assert {"client", "backend"} <= sides
+    assert all(r.written == (["side"] if r["side"] else []) for r in both)
