@@ -33,14 +33,16 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass, field, replace
-from itertools import compress, islice, repeat
-from operator import is_not, itemgetter, le
+from itertools import compress, count, islice, repeat
+from operator import is_not, itemgetter, le, not_, setitem
 
 from .ingest.decode import _AF_INET6, _ETH_VLAN, _RAW_TYPES, LINKTYPE_IPV4, LINKTYPE_IPV6
 from .ingest.readers import _PCAP_MAGICS, FileInfo, _window, bad_ts_problem, read_capture
 from .ingest.split import boundary_after
 from .pipeline import Options, RunContext, RunResult, few_collections, run
 from .records import _CONN_ID, sort_exchanges
+
+_ROW_ID = itemgetter("conn_id")
 
 try:    # follow mode's record filter in C (pcapstats/_fastpcap.c); same items either way
     from ._fastpcap import follow_scan as _follow_scan
@@ -458,7 +460,13 @@ class Declined(Exception):
 
 
 def merge(results: list[PartResult], paths: list[str]) -> RunResult:
-    """Stitch the parts; raises Declined when they cannot equal the serial run."""
+    """Stitch the parts; raises Declined when they cannot equal the serial run.
+
+    Only a connection a part followed past its own records can have copies in the
+    parts after it, and only among their first connections (a part's rows are in the
+    order they began): those are compared one by one, the others are taken in bulk
+    (per row, 3 us of the 0.5 s the merge took at 5M packets, and 1.7 s on 500k
+    connections)."""
     results = sorted(results, key=lambda r: r.index)
     for r in results:
         if r.refuse:
@@ -467,55 +475,77 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
         raise Declined("the files overlap in time")
     # (the merge's own tables are made small: what it allocates stays in the arenas of the
     # process that then runs the affinity work and the reports, next to the rows kept)
-    kept: list[tuple[int, dict, int]] = []      # (first position, row, part)
-    reach: dict[tuple, int] = {}                # connection key -> last position covered
+    reach: dict[tuple, int] = {}    # key -> last position of a connection followed past its part
     expect: list[tuple[tuple, int]] = []        # hand-overs: a connection must begin there
+    out = RunResult([], [], [], [])
+    ids_in_order: list[int] = []
+    kept_by_part: list[tuple[PartResult, list[dict], list[int]]] = []
+    offset = 0
+    last_first = -1
     for r in results:
-        positions, handoffs = r.positions, r.handoffs
-        for row in r.result.connections:
+        rows, positions, handoffs = r.result.connections, r.positions, r.handoffs
+        old = list(map(_ROW_ID, rows))
+        if not _ascending(old):         # (a part sorts them: they are)
+            rows.sort(key=_ROW_ID)
+            old = list(map(_ROW_ID, rows))
+        dropped: set[int] = set()       # conn_ids of copies of followed connections
+        cut = max(reach.values(), default=-1)
+        for row in rows:                # those that began where an earlier part followed
             cid = row["conn_id"]
             first, last = positions[cid]
+            if first > cut:
+                break
             key = _key(row)
             covered = reach.get(key)
             if covered is not None and first <= covered:
                 if last > covered:
                     raise Declined(f"connection {key} outgrew the one followed into part "
                                    f"{r.index}")
-                continue
-            reach[key] = last
-            kept.append((first, row, r.index))
-            if cid in handoffs:
-                expect.append((key, handoffs[cid]))
-    if expect:
-        starts = {(_key(row), first) for first, row, _ in kept}
-        for e in expect:
-            if e not in starts:
-                raise Declined(f"no connection {e[0]} begins where the followed one ended")
-    del reach
-    firsts = list(map(itemgetter(0), kept))
-    if not _ascending(firsts):      # (they are: a part numbers its connections as they
-        kept.sort(key=itemgetter(0))    # begin, and a later part's begin later)
-    del firsts
-    new_id: dict[int, dict[int, int]] = {r.index: {} for r in results}  # part -> old -> new
-    for n, (_, row, part) in enumerate(kept):
-        new_id[part][row["conn_id"]] = n
-    out = RunResult([], [], [], [])
-    ids_in_order: list[int] = []
-    for r in results:
+                dropped.add(cid)
+        by_id = _by_id(rows)
+        kept = rows
+        if dropped:
+            keep = list(map(not_, map(dropped.__contains__, old)))
+            kept, old = list(compress(rows, keep)), list(compress(old, keep))
+        firsts = list(map(itemgetter(0), map(positions.__getitem__, old)))
+        if not _ascending(firsts) or (firsts and firsts[0] <= last_first):
+            raise Declined(f"the connections of part {r.index} are not in the order they began")
+        if firsts:
+            last_first = firsts[-1]
+        beyond = (r.index + 1) << PART_SHIFT    # followed past this part: in reach
+        for cid in compress(positions, map(le, repeat(beyond),
+                                           map(itemgetter(1), positions.values()))):
+            if cid not in dropped:
+                reach[_key(by_id(cid))] = positions[cid][1]
+        for cid, pos in handoffs.items():
+            if cid not in dropped:
+                expect.append((_key(by_id(cid)), pos))
+        # numbered on from the parts before (the first part's need not be: its ids are
+        # 0, 1, ... and ascending ids are distinct)
+        renumber = bool(old) and (old[0] != offset or old[-1] != offset + len(old) - 1)
         rr = r.result
         exchanges = rr.exchanges
-        ids = list(map(new_id[r.index].get, map(_CONN_ID, exchanges)))
-        if None in ids:                     # the exchanges of connections dropped as copies
-            kept_ones = list(map(is_not, ids, repeat(None)))
-            exchanges = list(compress(exchanges, kept_ones))
-            ids = list(compress(ids, kept_ones))
-        deque(map(setattr, exchanges, repeat("conn_id"), ids), 0)
+        if renumber or dropped:
+            new_id = dict(zip(old, count(offset)))
+            ids = list(map(new_id.get, map(_CONN_ID, exchanges)))
+            if None in ids:                 # the exchanges of connections dropped as copies
+                kept_ones = list(map(is_not, ids, repeat(None)))
+                exchanges = list(compress(exchanges, kept_ones))
+                ids = list(compress(ids, kept_ones))
+            if renumber:
+                deque(map(setattr, exchanges, repeat("conn_id"), ids), 0)
+                deque(map(setitem, kept, repeat("conn_id"), count(offset)), 0)
+        else:
+            ids = list(map(_CONN_ID, exchanges))
         out.exchanges.extend(exchanges)
         ids_in_order.extend(ids)
         _add_counts(out, rr)
-    for _, row, part in kept:
-        row["conn_id"] = new_id[part][row["conn_id"]]
-        out.connections.append(row)
+        out.connections.extend(kept)
+        kept_by_part.append((r, kept, old))
+        offset += len(kept)
+    del reach
+    if expect:
+        _check_handoffs(expect, kept_by_part)
     # each part's exchanges are in (conn_id, depth) order and a connection's are all in
     # one part: with the new ids ascending, the list is already what the sort would make
     if not _ascending(ids_in_order):
@@ -523,6 +553,30 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
     out.count_udp_flows()
     _merge_files(out, results, paths)
     return out
+
+
+def _by_id(rows: list[dict]):
+    """conn_id -> row for a part's rows (sorted by conn_id: numbered 0, 1, ... they are
+    their own index)."""
+    if rows and rows[0]["conn_id"] == 0 and rows[-1]["conn_id"] == len(rows) - 1:
+        return rows.__getitem__
+    return {row["conn_id"]: row for row in rows}.__getitem__
+
+
+def _check_handoffs(expect: list[tuple[tuple, int]],
+                    kept_by_part: list[tuple[PartResult, list[dict], list[int]]]) -> None:
+    """Each connection followed to a hand-over (a new connection on its ports) must see
+    a kept connection with its key begin at that position."""
+    starts: dict[int, dict] = {}     # first position -> kept row, for the parts needed
+    parts_needed = {pos >> PART_SHIFT for _, pos in expect}
+    for r, kept, old in kept_by_part:
+        if r.index in parts_needed:
+            firsts = map(itemgetter(0), map(r.positions.__getitem__, old))
+            starts.update(zip(firsts, kept))
+    for key, pos in expect:
+        row = starts.get(pos)
+        if row is None or _key(row) != key:
+            raise Declined(f"no connection {key} begins where the followed one ended")
 
 
 def _ascending(values: list) -> bool:
