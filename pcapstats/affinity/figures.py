@@ -150,13 +150,13 @@ def reuse_figures(requests_per_connection: Sequence[int]) -> ReuseFigures:
     >>> f["requests"], f["reused_requests"], f["reuse_ratio"], f["exchanges_saved"]
     (8, 5, 0.625, 35)
     """
-    counts = [int(c) for c in requests_per_connection]
-    if any(c < 0 for c in counts):
+    counts = list(map(int, requests_per_connection))   # (C-level passes: 500k connections)
+    if counts and min(counts) < 0:
         raise ValueError("negative request count")
-    carried = [c for c in counts if c > 0]
+    carried = list(filter(None, counts))
     requests = sum(carried)
     reused_requests = requests - len(carried)
-    reused_connections = sum(1 for c in carried if c >= 2)
+    reused_connections = len(carried) - carried.count(1)
     return {
         "connections": len(counts),
         "connections_with_requests": len(carried),
