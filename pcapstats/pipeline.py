@@ -379,7 +379,7 @@ def _size(path: str) -> int:
 
 
 #: A connection row's keys, in order: each row starts as a copy of this dict (a copy of
-#: a dict of the same keys is one block copy; building the 51 keys one by one, as a
+#: a dict of the same keys is one block copy; building the 52 keys one by one, as a
 #: literal does, took twice as long: 1.6 us of a row's time, on 500k connections 0.65 s)
 _ROW = dict.fromkeys((
     "conn_id", "client_ip", "client_port", "server_ip", "server_port", "ip_version",
