@@ -387,3 +387,49 @@ def test_follow_mode_keys_follow_the_open_connections() -> None:
             w.update()
             assert w.keys == fresh(open_)
     assert w.keys == set()
+
+
+def _hand_part(index: int, rows: list[tuple[int, tuple, int, int]],
+               handoffs: dict[int, int] | None = None):
+    """A part's result made by hand: rows (conn_id, (client ip, port, server ip, port),
+    first position, last position), each with one exchange."""
+    from types import SimpleNamespace
+
+    from pcapstats.parallel import PART_SHIFT, PartResult
+    from pcapstats.pipeline import RunResult
+    base = index << PART_SHIFT
+    conns = [{"conn_id": cid, "client_ip": k[0], "client_port": k[1], "server_ip": k[2],
+              "server_port": k[3]} for cid, k, _, _ in rows]
+    exchanges = [SimpleNamespace(conn_id=cid, depth=1) for cid, _, _, _ in rows]
+    positions = {cid: (base + first, (last if last >> PART_SHIFT else base + last))
+                 for cid, _, first, last in rows}
+    return PartResult(index, RunResult([], [], conns, exchanges), {}, positions,
+                      handoffs or {})
+
+
+def test_merge_renumbers_and_drops_copies_of_followed_connections() -> None:
+    """Part 0 follows connection A into part 1, which also saw it (from its middle):
+    that copy is dropped with its exchange, and part 1's others are numbered on."""
+    from pcapstats.parallel import PART_SHIFT
+    a, b, c = ("10.0.0.1", 1000, "10.0.0.9", 80), ("10.0.0.2", 1001, "10.0.0.9", 80), \
+        ("10.0.0.3", 1002, "10.0.0.9", 80)
+    p0 = _hand_part(0, [(0, a, 1, (1 << PART_SHIFT) + 4), (1, b, 2, 3)])
+    p1 = _hand_part(1, [(0, a, 2, 4), (1, c, 5, 6)])
+    out = merge([p1, p0], ["x.pcap"])
+    assert [(r["conn_id"], r["client_port"]) for r in out.connections] == \
+        [(0, 1000), (1, 1001), (2, 1002)]
+    assert [e.conn_id for e in out.exchanges] == [0, 1, 2]
+
+
+def test_a_declined_merge_leaves_the_parts_as_they_were() -> None:
+    """A hand-over that finds no connection beginning where it should is found after the
+    parts were read; nothing was renumbered by then (the run is repeated serially from
+    the same parts' files, but a caller may keep them)."""
+    from pcapstats.parallel import PART_SHIFT
+    a, b = ("10.0.0.1", 1000, "10.0.0.9", 80), ("10.0.0.2", 1001, "10.0.0.9", 80)
+    p0 = _hand_part(3, [(5, a, 1, 2)], handoffs={5: (4 << PART_SHIFT) + 7})
+    p1 = _hand_part(4, [(0, b, 7, 8)])
+    with pytest.raises(Declined, match="begins where the followed one ended"):
+        merge([p0, p1], ["x.pcap"])
+    assert [r["conn_id"] for r in p0.result.connections + p1.result.connections] == [5, 0]
+    assert [e.conn_id for e in p0.result.exchanges + p1.result.exchanges] == [5, 0]
