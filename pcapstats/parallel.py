@@ -480,7 +480,7 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
     expect: list[tuple[tuple, int]] = []        # hand-overs: a connection must begin there
     out = RunResult([], [], [], [])
     ids_in_order: list[int] = []
-    kept_by_part: list[tuple[PartResult, list[dict], list[int]]] = []
+    kept_by_part: list[tuple[int, list[dict], list[int]]] = []   # part, rows, first positions
     renumber: list[tuple[list, list[int], list[dict], int]] = []  # exchanges, ids, rows, from
     offset = 0
     last_first = -1
@@ -546,7 +546,7 @@ def merge(results: list[PartResult], paths: list[str]) -> RunResult:
         ids_in_order.extend(ids)
         _add_counts(out, rr)
         out.connections.extend(kept)
-        kept_by_part.append((r, kept, old))
+        kept_by_part.append((r.index, kept, firsts))
         offset += len(kept)
     del reach
     if expect:
@@ -577,15 +577,14 @@ def _by_id(rows: list[dict]):
 
 
 def _check_handoffs(expect: list[tuple[tuple, int]],
-                    kept_by_part: list[tuple[PartResult, list[dict], list[int]]]) -> None:
+                    kept_by_part: list[tuple[int, list[dict], list[int]]]) -> None:
     """Each connection followed to a hand-over (a new connection on its ports) must see
     a kept connection with its key begin at that position."""
     starts: dict[int, dict] = {}     # first position -> kept row, for the parts needed
     # (a connection begins in its own part's records: follow mode begins none)
     parts_needed = {pos >> PART_SHIFT for _, pos in expect}
-    for r, kept, old in kept_by_part:
-        if r.index in parts_needed:
-            firsts = map(itemgetter(0), map(r.positions.__getitem__, old))
+    for index, kept, firsts in kept_by_part:
+        if index in parts_needed:
             starts.update(zip(firsts, kept))
     for key, pos in expect:
         row = starts.get(pos)

@@ -157,11 +157,9 @@ def http_section(col: Columns, exchanges: list) -> dict[str, Any]:
     }
 
 
-def tls_section(conns: list[dict], apps: Sequence[str] | None = None) -> dict[str, Any]:
-    """``apps``: the rows' "app" column, when it is at hand (the TLS rows are then picked
-    in C, without touching the others)."""
-    if apps is None:
-        apps = [c["app"] for c in conns]
+def tls_section(conns: list[dict], apps: Sequence[str]) -> dict[str, Any]:
+    """``apps``: the rows' "app" column (the TLS rows are picked in C, without touching
+    the others)."""
     tls = list(compress(conns, map(eq, apps, repeat("tls"))))
     full = sum(1 for c in tls if c["tls_resumed"] is False)
     resumed = sum(1 for c in tls if c["tls_resumed"] is True)

@@ -175,18 +175,16 @@ def attribute(conns: list[dict], reqs: RequestTable,
     # (a row is written only where its side changes: rows begin with side "", and after
     # a parallel run a forked child reads them while this runs - each row written costs a
     # copied page then, 0.5 s on 500k connections)
-    if roles.two_sided:
-        for c in conns:
-            s = side_of(c, roles)
-            if c.get("side") != s:
-                c["side"] = s
+    two_sided = roles.two_sided
+    for c in conns:
+        s = side_of(c, roles) if two_sided else ""  # (side_of would say "" for each)
+        if c.get("side") != s:
+            c["side"] = s
+    if two_sided:
         side = [conn_by_id[e.conn_id]["side"] for e in ex]
         client_side = [i for i in range(n) if side[i] == "client"]
         backend_side = [i for i in range(n) if side[i] == "backend"]
-    else:                               # one side only (side_of would say "" for each)
-        for c in conns:
-            if c.get("side") != "":
-                c["side"] = ""
+    else:
         side, client_side, backend_side = [""] * n, [], []
     reqs.side = side
     health, backend, session = reqs.health_check, reqs.backend, reqs.session
