@@ -326,7 +326,7 @@ static Py_ssize_t hs_protocol, hs_responses, hs_req, hs_resp, hs_unanswered, dr_
     x_status, x_ts_response, x_response_head, x_resp_connection, x_set_cookie,
     x_ts_response_end, x_response_body_bytes, x_gap, hs_conn_id, hs_requests, hs_pipelined,
     hs_depth, hs_open, q_pipe, q_replaying, q_last_rest, q_last_info, x_ts_request_end,
-    q_start_line, dr_buf, dr_scan;
+    q_start_line, dr_buf, dr_scan, x_request_head, x_store;
 static PyObject *H_http1, *H_close, *H_keepalive, *H_connection, *H_setcookie,
     *H_te, *H_cl, *H_popleft, *H_flush, *H_minus1, *H_append, *H_v11, *H_v10, *H_zero;
 static int http_ready = 0;     /* http_req and http_resp on */
@@ -1484,7 +1484,8 @@ static PyObject *setup_http(PyObject *self, PyObject *args)
         || slot(t[3], "connect", &p_connect) || slot(t[3], "req_done", &p_req_done)
         || slot(t[3], "resp_done", &p_resp_done) || slot(t[3], "resolved", &p_resolved)
         || slot(t[4], "status", &x_status) || slot(t[4], "ts_response", &x_ts_response)
-        || slot(t[4], "response_head", &x_response_head)
+        || slot(t[4], "_raw_response_head", &x_response_head)
+        || slot(t[4], "_raw_request_head", &x_request_head) || slot(t[4], "_store", &x_store)
         || slot(t[4], "resp_connection", &x_resp_connection)
         || slot(t[4], "set_cookie", &x_set_cookie)
         || slot(t[4], "ts_response_end", &x_ts_response_end)
@@ -2084,6 +2085,56 @@ static PyObject *http_req(PyObject *self, PyObject *args)
     return http_call(args, http_req_fast);
 }
 
+PyDoc_STRVAR(spill_heads_doc,
+"spill_heads(exchanges, buf, base, store)\n\n"
+"heads.spill's pass, in C (after setup_http): for each HttpExchange of the list whose\n"
+"_store is None, append each head held as 1-byte text shorter than 16 MB to the bytearray\n"
+"``buf`` and put its handle (offset from ``base`` << 24 | length) in its slot; then set\n"
+"its _store to ``store``.");
+
+static PyObject *spill_heads(PyObject *self, PyObject *args)
+{
+    PyObject *list, *buf, *store;
+    long long base;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!LO", &PyList_Type, &list, &PyByteArray_Type, &buf,
+                          &base, &store))
+        return NULL;
+    if (!http_ready) {
+        PyErr_SetString(PyExc_RuntimeError, "setup_http() was not called");
+        return NULL;
+    }
+    const Py_ssize_t slots[2] = {x_request_head, x_response_head};
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *ex = PyList_GET_ITEM(list, i);
+        if (Py_TYPE(ex) != T_exchange) {
+            PyErr_SetString(PyExc_TypeError, "spill_heads: not an HttpExchange");
+            return NULL;
+        }
+        if (SLOT(ex, x_store) != Py_None)
+            continue;
+        for (int k = 0; k < 2; k++) {
+            PyObject *text = SLOT(ex, slots[k]);
+            if (text == NULL || !PyUnicode_CheckExact(text)
+                || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+                continue;
+            Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+            if (n >= (1 << 24))
+                continue;
+            Py_ssize_t at = PyByteArray_GET_SIZE(buf);
+            PyObject *h = PyLong_FromLongLong(((base + at) << 24) | n);
+            if (h == NULL || PyByteArray_Resize(buf, at + n) < 0) {
+                Py_XDECREF(h);
+                return NULL;
+            }
+            memcpy(PyByteArray_AS_STRING(buf) + at, PyUnicode_1BYTE_DATA(text), (size_t)n);
+            slot_set(ex, slots[k], h);
+        }
+        slot_set_obj(ex, x_store, store);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"head_fields", head_fields, METH_O, head_fields_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
@@ -2095,6 +2146,7 @@ static PyMethodDef methods[] = {
     {"setup_http", setup_http, METH_VARARGS, setup_http_doc},
     {"http_resp", http_resp, METH_VARARGS, http_resp_doc},
     {"http_req", http_req, METH_VARARGS, http_req_doc},
+    {"spill_heads", spill_heads, METH_VARARGS, spill_heads_doc},
     {NULL, NULL, 0, NULL},
 };
 

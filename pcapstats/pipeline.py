@@ -13,15 +13,19 @@ import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import starmap
 from operator import attrgetter, itemgetter
 from typing import Callable, Iterator
 
+from .heads import HeadStore, spill
 from .http import HttpStream
 from .ingest import Decoder, FileInfo, ReadProblem, read_captures
-from .records import _EXCHANGE_VALUES, HttpExchange, sort_exchanges
+from .records import HttpExchange, pack_exchanges, sort_exchanges, unpack_exchanges
 from .tcp import Connection, ConnectionTable
 from .tls import TlsStream, looks_like_tls
+
+#: Finished exchanges whose heads are moved out of memory at once (heads.py): one pass
+#: over the batch, which holds 1-8 MB of heads (300 B to 2 kB a request).
+SPILL_EVERY = 4096
 
 
 @dataclass
@@ -64,11 +68,11 @@ class RunResult:
         __reduce__ is a Python call (half of the 0.54 s the 125k exchanges of half
         the 5M-packet benchmark took; as tuples 0.25 s)."""
         state = self.__dict__.copy()
-        state["exchanges"] = list(map(_EXCHANGE_VALUES, self.exchanges))
+        state["exchanges"] = pack_exchanges(self.exchanges)
         return state
 
     def __setstate__(self, state: dict) -> None:
-        state["exchanges"] = list(starmap(HttpExchange, state["exchanges"]))
+        state["exchanges"] = unpack_exchanges(state["exchanges"])
         self.__dict__.update(state)
 
     def count_udp_flows(self) -> None:
@@ -242,10 +246,14 @@ class RunContext:
 
         def finished(conn: Connection) -> None:
             conns.append(_conn_row(conn, exchanges, text))
+            if len(exchanges) - self.spilled >= SPILL_EVERY:
+                self.spill()
             if self.positions is not None:
                 self.positions[conn.conn_id] = (conn.first_pos, conn.last_pos)
 
         self.positions: dict[int, tuple[int, int]] | None = None
+        self.heads: HeadStore | None = None
+        self.spilled = 0        # exchanges[:spilled] have their heads in self.heads
         self.table = ConnectionTable(factory, finished, max_pending=opts.max_buffer,
                                      linger_ns=int(opts.linger_s * 1e9),
                                      max_connections=opts.max_connections)
@@ -338,10 +346,21 @@ class RunContext:
             res.wire_bytes, res.captured_bytes = wire, cap
             res.first_ts, res.last_ts = first, last
 
+    def spill(self) -> None:
+        """Move the heads of the exchanges finished since the last call out of memory
+        (heads.py)."""
+        exchanges = self.res.exchanges
+        if len(exchanges) > self.spilled:
+            if self.heads is None:
+                self.heads = HeadStore()
+            spill(exchanges[self.spilled:], self.heads)
+            self.spilled = len(exchanges)
+
     def finish(self) -> None:
         """End of input: emit every connection and fill in the result's totals."""
         res = self.res
         self.table.finish()
+        self.spill()
         self.decoder.finish()
         res.connections.sort(key=itemgetter("conn_id"))
         sort_exchanges(res.exchanges)

@@ -7,6 +7,7 @@ Layers only pass these (or plain tuples on the per-packet hot path) upward;
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from itertools import starmap
 from operator import attrgetter, itemgetter
 from typing import Any, Sequence
 
@@ -19,7 +20,9 @@ class HttpExchange:
     Header values are the raw text as sent (repeated headers joined with
     ", " except Cookie, joined with "; ", and Set-Cookie, joined with "\\n").
     `headers` and `response_headers` (every field, lower-case names) are parsed
-    from the header blocks kept as text on first use: few readers need them.
+    from the header blocks on first use: few readers need them. A run moves the
+    blocks of the exchanges it has finished to a file (heads.py); `request_head`
+    and `response_head` read them back.
     """
 
     conn_id: int
@@ -51,6 +54,8 @@ class HttpExchange:
     _headers: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
     _response_headers: dict[str, str] | None = field(default=None, init=False, repr=False,
                                                      compare=False)
+    # the heads.HeadStore the heads are in, once a run has moved them there
+    _store: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -70,18 +75,59 @@ class HttpExchange:
             h = self._response_headers = fields_of(self.response_head)
         return h
 
-    def __reduce__(self) -> tuple[Any, tuple[tuple[Any, ...]]]:
-        """Pickled as one tuple of the field values: parallel parts send many thousands
-        (about twice as fast as the dataclass default, both ways; the header caches
-        are not sent)."""
-        return _exchange, (_EXCHANGE_VALUES(self),)
+    def __reduce__(self) -> tuple[Any, tuple[tuple[Any, ...], Any]]:
+        """Pickled as one tuple of the field values (heads as their handles) and the
+        head store: parallel parts send many thousands (about twice as fast as the
+        dataclass default, both ways; the header caches are not sent)."""
+        return _exchange, (_RAW_VALUES(self), STORE.__get__(self))
 
 
-def _exchange(values: tuple[Any, ...]) -> HttpExchange:
-    return HttpExchange(*values)
+def _exchange(values: tuple[Any, ...], store: Any = None) -> HttpExchange:
+    ex = HttpExchange(*values)
+    STORE.__set__(ex, store)
+    return ex
 
 
-_EXCHANGE_VALUES = attrgetter(*(f.name for f in fields(HttpExchange) if f.init))
+# The heads' slots hold their text, or an int handle into the exchange's _store
+# (heads.py): the public attributes are properties that give the text either way.
+REQUEST_HEAD = HttpExchange.__dict__["request_head"]
+RESPONSE_HEAD = HttpExchange.__dict__["response_head"]
+STORE = HttpExchange.__dict__["_store"]
+
+
+def _head_property(slot: Any, doc: str) -> property:
+    get = slot.__get__
+
+    def head(self: HttpExchange) -> str:
+        v = get(self)
+        return v if v.__class__ is str else STORE.__get__(self).get(v)
+    return property(head, slot.__set__, doc=doc)
+
+
+HttpExchange._raw_request_head = REQUEST_HEAD      # type: ignore[attr-defined]
+HttpExchange._raw_response_head = RESPONSE_HEAD    # type: ignore[attr-defined]
+HttpExchange.request_head = _head_property(        # type: ignore[assignment]
+    REQUEST_HEAD, "The request's header block as received (latin-1 text).")
+HttpExchange.response_head = _head_property(       # type: ignore[assignment]
+    RESPONSE_HEAD, "The final response's header block as received (latin-1 text).")
+
+_HEADS = {"request_head", "response_head"}
+#: The init values as stored: heads as their handles where they are in a store.
+_RAW_VALUES = attrgetter(*("_raw_" + f.name if f.name in _HEADS else f.name
+                           for f in fields(HttpExchange) if f.init))
+
+
+def pack_exchanges(exchanges: list[HttpExchange]) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """Exchanges as plain values for pickling: their raw field values and their head
+    stores (pickled once each, however many exchanges refer to one)."""
+    return list(map(_RAW_VALUES, exchanges)), list(map(STORE.__get__, exchanges))
+
+
+def unpack_exchanges(packed: tuple[list[tuple[Any, ...]], list[Any]]) -> list[HttpExchange]:
+    values, stores = packed
+    exchanges = list(starmap(HttpExchange, values))
+    list(map(STORE.__set__, exchanges, stores))
+    return exchanges
 
 def sort_exchanges(exchanges: list[HttpExchange]) -> None:
     """Sort the exchanges of a run in place: by connection, then in request order (by

@@ -1,0 +1,136 @@
+"""The heads of finished exchanges wait in a file, not in memory (pcapstats/heads.py):
+the text read back is the text sent, on every path (C and Python, serial, parallel,
+pickled), and a run keeps no head as text once its exchanges are finished."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+
+from capbuild import http_conversation, pcap
+from pcapstats import analyze, heads
+from pcapstats.heads import HeadStore
+from pcapstats.http import parser
+from pcapstats.pipeline import Options, run
+from pcapstats.records import REQUEST_HEAD, RESPONSE_HEAD, STORE, HttpExchange
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench import generate  # noqa: E402
+
+
+def _request(i: int) -> bytes:
+    return (f"GET /item/{i}?q={'x' * i} HTTP/1.1\r\nHost: shop.example\r\n"
+            f"Cookie: SID=s{i}; theme=\xe9t\xe9\r\nX-Pad: {'p' * (40 * i)}\r\n\r\n").encode("latin-1")
+
+
+def _response(i: int) -> bytes:
+    return (f"HTTP/1.1 200 OK\r\nContent-Length: {i}\r\nSet-Cookie: n={i}\r\n\r\n"
+            ).encode() + b"b" * i
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Path:
+    frames: list[bytes] = []
+    for i in range(30):
+        frames += http_conversation(_request(i), _response(i), sport=40000 + i)
+    path = tmp_path / "heads.pcap"
+    path.write_bytes(pcap(frames))
+    return path
+
+
+def _heads_sent(i: int) -> tuple[str, str]:
+    response = _response(i).decode("latin-1")
+    return _request(i).decode("latin-1"), response[:response.index("\r\n\r\n") + 4]
+
+
+@pytest.mark.parametrize("c_http", [True, False])
+def test_heads_read_back_are_the_heads_sent_and_none_stays_in_memory(
+        capture: Path, c_http: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heads, "CHUNK", 700)        # several appends to the file
+    parser.use_c_http(c_http)
+    try:
+        res = run([str(capture)], Options())
+    finally:
+        parser.use_c_http(True)
+    assert len(res.exchanges) == 30
+    for i, e in enumerate(res.exchanges):
+        assert (e.request_head, e.response_head) == _heads_sent(i)
+        assert e.headers["x-pad"] == "p" * (40 * i)
+        assert e.response_headers["set-cookie"] == f"n={i}"
+        # in the store: the slots hold handles, not text
+        assert type(REQUEST_HEAD.__get__(e)) is int and type(RESPONSE_HEAD.__get__(e)) is int
+    store = STORE.__get__(res.exchanges[0])
+    assert isinstance(store, HeadStore) and all(STORE.__get__(e) is store for e in res.exchanges)
+    assert store._base > 0 and len(store._buf) < 700       # written out, not held
+    assert len(store) == sum(len(h) for i in range(30) for h in _heads_sent(i))
+
+
+def test_a_pickled_result_carries_one_copy_of_its_heads(capture: Path) -> None:
+    res = run([str(capture)], Options())
+    blob = pickle.dumps(res)
+    text = sum(len(h) for i in range(30) for h in _heads_sent(i))
+    assert blob.count(b"X-Pad: " + b"p" * 40 * 29) == 1
+    assert len(blob) < 2 * text      # (the rest is about 13 kB)
+    back = pickle.loads(blob)
+    assert [repr(e) for e in back.exchanges] == [repr(e) for e in res.exchanges]
+    assert STORE.__get__(back.exchanges[0]) is not STORE.__get__(res.exchanges[0])
+    one = pickle.loads(pickle.dumps(res.exchanges[5]))
+    assert one == res.exchanges[5] and one.request_head == _heads_sent(5)[0]
+
+
+def test_heads_after_a_parallel_run_equal_the_serial_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pcapstats.parallel as par
+    path = tmp_path / "bench.pcap"
+    generate(path, 20_000, seed=3)
+    loaded = []
+    real_load = par._load_part
+    monkeypatch.setattr(par, "_load_part", lambda p: loaded.append(p) or real_load(p))
+    serial, parallel = analyze(str(path)), analyze(str(path), jobs=2, parts=3)
+    assert len(loaded) == 2         # parts 1 and 2 came from the workers, pickled
+    a, b = serial.result.exchanges, parallel.result.exchanges
+    assert len(a) == len(b) > 1000
+    assert [(e.request_head, e.response_head) for e in a] == \
+        [(e.request_head, e.response_head) for e in b]
+    assert all(type(REQUEST_HEAD.__get__(e)) is int for e in b)
+
+
+def test_without_a_temporary_directory_the_store_keeps_the_bytes(
+        monkeypatch: pytest.MonkeyPatch, capture: Path) -> None:
+    def refuse() -> None:
+        raise OSError("read-only file system")
+    monkeypatch.setattr(heads.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(heads, "CHUNK", 100)
+    res = run([str(capture)], Options())
+    store = STORE.__get__(res.exchanges[0])
+    assert store._file is None and store._base == 0 and len(store._buf) == len(store)
+    assert [(e.request_head, e.response_head) for e in res.exchanges] == \
+        [_heads_sent(i) for i in range(30)]
+
+
+def test_store_round_trip_and_what_stays_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heads, "CHUNK", 10)
+    store = HeadStore()
+    texts = ["", "abc", "\xff\x00\r\n", "x" * 25, "é"]
+    handles = store.put_many(texts)
+    assert [store.get(h) for h in handles] == texts
+    assert store.getvalue() == "".join(texts).encode("latin-1")
+    assert [pickle.loads(pickle.dumps(store)).get(h) for h in handles] == texts
+    # a user's exchange: text outside latin-1 stays text, on both paths
+    for c_http in (True, False):
+        parser.use_c_http(c_http)
+        try:
+            ex = [HttpExchange(0, 1, "GET", "/", "HTTP/1.1", request_head="GET € HTTP/1.1\r\n\r\n",
+                               response_head="HTTP/1.1 200 OK\r\n\r\n")]
+            heads.spill(ex, store)
+        finally:
+            parser.use_c_http(True)
+        assert REQUEST_HEAD.__get__(ex[0]) == "GET € HTTP/1.1\r\n\r\n"
+        assert type(RESPONSE_HEAD.__get__(ex[0])) is int
+        assert ex[0].response_head == "HTTP/1.1 200 OK\r\n\r\n"
+        heads.spill(ex, HeadStore())        # in a store already: left alone
+        assert STORE.__get__(ex[0]) is store
