@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pcapstats.affinity import (
@@ -375,3 +375,51 @@ def test_classify_never_raises(name: str, value: str) -> None:
         "haproxy-insert", "haproxy-prefix", "bigip", "aws", "nginx-sticky", "traefik", "app"
     )
     choose_session_cookie({name: (3, 1)})
+
+
+# --------------------------------------------------------------------------- fast paths
+
+def _reference_pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """The plain reading of the rules of parse_cookie_header, one call per pair."""
+    def unquote(t: str) -> str:
+        t = t.strip()
+        return t[1:-1] if len(t) >= 2 and t[0] == '"' and t[-1] == '"' else t
+    out = []
+    for piece in value.split(";"):
+        if not piece.strip():
+            continue
+        name, sep, val = piece.partition("=")
+        out.append((name.strip(), unquote(val)) if sep else ("", unquote(name)))
+    return tuple(out)
+
+
+_NAMES = ["SERVERID", "srv", "Server", "JSESSIONID", "PHPSESSID", "BIGipServerpool",
+          "AWSALB", "AWSALBAPP-1", "route", "srv_id", "_TRAEFIK_BACKEND", "_ded76", "_ga", ""]
+_VALUES = st.one_of(COOKIE_TEXT, st.sampled_from(
+    ["s1", "s1~abc", '"s2~x"', "http://10.0.0.5:8080", "1677787402.36895.0000", "!enc",
+     "a|b|c", " spaced ", '""', "é\xa0", "\x85x\x1c"]))
+_HEADERS = st.lists(st.tuples(st.sampled_from(_NAMES), st.sampled_from(["=", " = ", "", "=="]),
+                              _VALUES), max_size=8).map(
+    lambda items: ";".join(f"{n}{sep}{v}" for n, sep, v in items))
+
+
+@settings(max_examples=500)
+@given(st.one_of(_HEADERS, COOKIE_TEXT, st.text(max_size=80)))
+@example("_ga=1; JSESSIONID=s1~abc")               # each balancer kind, among others
+@example('PHPSESSID="s2~x"; a=b')
+@example("a=1; _ded76=http://10.0.0.5:8080")
+@example("BIGipServerpool=1677787402.36895.0000")
+@example("x=1;SERVERID=s1|a|b")
+@example("srv=s3; AWSALBAPP-1=opaque")
+@example("route=r1; srv_id=s9; _TRAEFIK_BACKEND=http://10.0.0.7:80")
+@example("JSESSIONID=a; JSESSIONID=b; flag; =v")
+def test_fast_cookie_readings_equal_the_plain_ones(header: str) -> None:
+    """The inlined pair split, the balancer pre-check of header_backend_cookie and the
+    early-exit value lookup give what the plain readings give."""
+    from pcapstats.affinity.attribute import _first_value
+    from pcapstats.affinity.cookies import _cookie_pairs, header_backend_cookie
+    pairs = _reference_pairs(header)
+    assert _cookie_pairs(header) == pairs
+    assert header_backend_cookie(header) == request_backend_cookie(pairs)
+    for name in {*_NAMES, *(n for n, _ in pairs)}:
+        assert _first_value(header, name) == next((v for n, v in pairs if n == name), None)

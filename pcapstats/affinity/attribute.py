@@ -87,9 +87,18 @@ def _cookie_value(header: str | None, name: str) -> str | None:
 
 
 def _first_value(header: str, name: str) -> str | None:
-    for n, v in cookie_pairs(header):
-        if n == name:
-            return v
+    """The value of the first ``name`` pair of a Cookie header (as `cookie_pairs` would
+    read it), without reading the pairs after it."""
+    if name not in header:      # (a pair's name is in the header as it is)
+        return None
+    for piece in header.split(";"):
+        n, sep, _ = piece.partition("=")
+        if not sep:
+            if name or not n or n.isspace():
+                continue
+        elif n.strip() != name:
+            continue
+        return cookie_pairs(piece)[0][1]
     return None
 
 
