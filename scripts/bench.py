@@ -12,7 +12,9 @@ alternation on the same file and prints wall time, packets/s, MB/s and peak
 memory (max RSS of the child process), with ratios against pcapstats.
 With ``--scan N`` the same tools then run on a generated capture of N packets of
 SYN scans (two packets a connection: the many-connections extreme of public
-traces, where per-connection work decides the speed). Not part of the test suite.
+traces, where per-connection work decides the speed); with ``--browser N``, pcapstats
+and tcptrace on N packets of the main shape with a browser's headers (what a request
+weighs in memory). Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -45,8 +47,39 @@ def _packet(src: int, dst: int, sport: int, dport: int, seq: int, ack: int, flag
     return ETH + ip + tcp + payload
 
 
-def generate(path: Path, packets: int, seed: int = 1) -> dict:
-    """Write a capture of about ``packets`` packets; return what was built."""
+def _browser_heads(rng: random.Random, client: int, n: int) -> tuple[str, str]:
+    """A browser's request header lines after Host (about 1 kB: the agent, Accept
+    lists, a referrer, the session cookie among analytics ones; no final CRLF) and the
+    extra lines of its response (about 350 bytes: caching, security headers, a request
+    id), varying per request as real ones do."""
+    ga = f"GA1.2.{rng.randrange(10**9)}.{1700000000 + (client & 0xFFFF)}"
+    req = ("User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
+           "like Gecko) Chrome/124.0.0.0 Safari/537.36\r\n"
+           "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+           "image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7\r\n"
+           "Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-GB,en;q=0.9,"
+           "de;q=0.8,fr;q=0.7\r\n"
+           f"Referer: https://shop.example/category/{rng.randrange(500)}?page={n}&sort=price\r\n"
+           'sec-ch-ua: "Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"\r\n'
+           "sec-ch-ua-mobile: ?0\r\nsec-ch-ua-platform: \"Windows\"\r\n"
+           "Sec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Site: same-origin\r\n"
+           f"Cookie: _ga={ga}; _gid=GA1.2.{rng.randrange(10**9)}.{n}; consent=analytics%3Dtrue"
+           f"%26ads%3Dfalse; JSESSIONID=s{client & 0xFFF}; cart={rng.getrandbits(128):032x}; "
+           f"recently_viewed={'%2C'.join(str(rng.randrange(10**6)) for _ in range(6))}")
+    resp = ("Cache-Control: private, max-age=0, must-revalidate\r\n"
+            f"ETag: W/\"{rng.getrandbits(80):020x}\"\r\n"
+            "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n"
+            "X-Content-Type-Options: nosniff\r\nX-Frame-Options: SAMEORIGIN\r\n"
+            "Vary: Accept-Encoding, Cookie\r\n"
+            f"X-Request-Id: {rng.getrandbits(128):032x}\r\n"
+            "Server: nginx\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n")
+    return req, resp
+
+
+def generate(path: Path, packets: int, seed: int = 1, browser: bool = False) -> dict:
+    """Write a capture of about ``packets`` packets; return what was built. ``browser``:
+    with a browser's headers (about 1.1 kB a request head, 450 B a response head)
+    instead of a script's (190 B and 80 B)."""
     rng = random.Random(seed)
     server = 0x0A000050
     out = open(path, "wb", buffering=1 << 22)
@@ -74,9 +107,12 @@ def generate(path: Path, packets: int, seed: int = 1) -> dict:
             sseq += 1
             phase = 1
         elif done < nreq:
+            lines = f"User-Agent: bench/1.0\r\nAccept: */*\r\nCookie: JSESSIONID=s{client & 0xFFF}"
+            more_resp = ""
+            if browser:
+                lines, more_resp = _browser_heads(rng, client, done)
             req = (f"GET /item/{rng.randrange(10**6)}?session=abc HTTP/1.1\r\nHost: shop.example\r\n"
-                   f"User-Agent: bench/1.0\r\nAccept: */*\r\nCookie: JSESSIONID=s{client & 0xFFF}\r\n"
-                   f"\r\n").encode()
+                   f"{lines}\r\n\r\n").encode()
             cut = len(req) // 2 if rng.random() < 0.3 else len(req)
             for part in (req[:cut], req[cut:]):
                 if part:
@@ -85,7 +121,7 @@ def generate(path: Path, packets: int, seed: int = 1) -> dict:
             nseg = rng.randint(1, 17)
             size = 1400 * nseg - rng.randrange(200)
             head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-                    f"Content-Length: {size}\r\n\r\n").encode()
+                    f"Content-Length: {size}\r\n{more_resp}\r\n").encode()
             resp = head + body[:0] + (b"x" * size)
             off = n = 0
             while off < len(resp):
@@ -229,6 +265,9 @@ def main() -> None:
     ap.add_argument("--scan", type=int, default=0, metavar="PACKETS",
                     help="Then time the same tools on a generated capture of that many packets "
                          "of SYN scans (two packets a connection).")
+    ap.add_argument("--browser", type=int, default=0, metavar="PACKETS",
+                    help="Then time pcapstats and tcptrace on a generated capture of that many "
+                         "packets of the same shape, with a browser's headers (1.1 kB a request).")
     ap.add_argument("--shapes", nargs="*", default=[], choices=SHAPES,
                     help="Also time pcapstats on the same packets as Linux cooked v2 frames, "
                          "as IPv6, or cut into 10 rotated files.")
@@ -250,6 +289,14 @@ def main() -> None:
         if not scan.exists():
             print(f"generated {scan}: {generate_scan(scan, args.scan)}")
         table(scan, args.scan // 2 * 2, tools_for(scan, args, shapes=False), args.runs, folder)
+    if args.browser:
+        browser = folder / f"browser-{args.browser}.pcap"
+        if not browser.exists():
+            print(f"generated {browser}: {generate(browser, args.browser, browser=True)}")
+        tools = tools_for(browser, args, shapes=False)
+        table(browser, args.browser, {k: v for k, v in tools.items()
+                                      if k.startswith(("pcapstats", "tcptrace"))},
+              args.runs, folder)
 
 
 def tools_for(cap: Path, args: argparse.Namespace, shapes: bool = True) -> dict[str, list[str]]:
