@@ -313,6 +313,13 @@ def test_observe_cookies_counts_requests_and_values() -> None:
         "JSESSIONID=b; SERVERID=s2",
     ]
     assert observe_cookies(headers) == {"JSESSIONID": (3, 2), "SERVERID": (3, 2)}
+    # keys_only: the names choose_session_cookie reads, the same counts
+    headers += ["_ga=1; JSESSIONID=b; theme=dark", "_ga=2; PHPSESSID=x; route=r1"]
+    every, keys = observe_cookies(headers), observe_cookies(headers, keys_only=True)
+    assert every == {"JSESSIONID": (4, 2), "SERVERID": (3, 2), "_ga": (2, 2),
+                     "theme": (1, 1), "PHPSESSID": (1, 1), "route": (1, 1)}
+    assert keys == {k: v for k, v in every.items() if k not in ("_ga", "theme")}
+    assert choose_session_cookie(keys) == choose_session_cookie(every)
 
 
 def test_choose_prefers_application_cookie() -> None:
@@ -413,6 +420,7 @@ _HEADERS = st.lists(st.tuples(st.sampled_from(_NAMES), st.sampled_from(["=", " =
 @example("srv=s3; AWSALBAPP-1=opaque")
 @example("route=r1; srv_id=s9; _TRAEFIK_BACKEND=http://10.0.0.7:80")
 @example("JSESSIONID=a; JSESSIONID=b; flag; =v")
+@example('xJSESSIONID=1; a=JSESSIONID=2; JSESSIONIDx=3; JSESSIONID; JSESSIONID \t= "4" ')
 def test_fast_cookie_readings_equal_the_plain_ones(header: str) -> None:
     """The inlined pair split, the balancer pre-check of header_backend_cookie and the
     early-exit value lookup give what the plain readings give."""

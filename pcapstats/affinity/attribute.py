@@ -24,7 +24,6 @@ behind an upstream proxy and of a direct client are keyed alike.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -79,19 +78,31 @@ def _xff_client(xff: str | None, client_ip: str | None) -> str | None:
 
 
 def _cookie_value(header: str | None, name: str) -> str | None:
-    if not header:
-        return None
-    if len(header) <= 1024:     # a session repeats its header: cached, like cookie_pairs
-        return _cookie_value_cached(header, name)
-    return _first_value(header, name)
+    return _first_value(header, name) if header else None
 
 
 def _first_value(header: str, name: str) -> str | None:
     """The value of the first ``name`` pair of a Cookie header (as `cookie_pairs` would
-    read it), without reading the pairs after it."""
-    if name not in header:      # (a pair's name is in the header as it is)
+    read it), found with C-level searches: no pair before or after it is read."""
+    if name and name == name.strip() and ";" not in name and "=" not in name:
+        i = header.find(name)
+        while i >= 0:
+            start = header.rfind(";", 0, i) + 1
+            after = i + len(name)
+            end = header.find(";", after)
+            if end < 0:
+                end = len(header)
+            eq = header.find("=", after, end)
+            before, between = header[start:i], header[after:eq]
+            if eq >= 0 and (not before or before.isspace()) and \
+                    (not between or between.isspace()):
+                value = header[eq + 1:end].strip()
+                if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+                    return value[1:-1]
+                return value
+            i = header.find(name, i + 1)
         return None
-    for piece in header.split(";"):
+    for piece in header.split(";"):     # a name no pair of a header can have, or ""
         n, sep, _ = piece.partition("=")
         if not sep:
             if name or not n or n.isspace():
@@ -101,8 +112,6 @@ def _first_value(header: str, name: str) -> str | None:
         return cookie_pairs(piece)[0][1]
     return None
 
-
-_cookie_value_cached = functools.lru_cache(maxsize=1 << 14)(_first_value)
 
 
 def _set_cookie_value(header: str | None, name: str) -> str | None:
@@ -275,7 +284,7 @@ def attribute(conns: list[dict], reqs: RequestTable,
     s_cookies, s_xffs, s_side = pick(cookies), pick(xffs), pick(side)
     reason = ""
     if kind == "auto":
-        name, why = choose_session_cookie(observe_cookies(s_cookies))
+        name, why = choose_session_cookie(observe_cookies(s_cookies, keys_only=True))
         if name is not None:
             kind, arg, reason = "cookie", name, why
         elif sum(map(bool, s_xffs)) * 2 > len(sess_reqs) > 0:

@@ -401,20 +401,34 @@ _header_backend_cookie_cached = functools.lru_cache(maxsize=1 << 14)(_header_bac
 
 # --------------------------------------------------------------------------- choosing a session key
 
-def observe_cookies(cookie_headers: Iterable[str | None]) -> dict[str, tuple[int, int]]:
+def observe_cookies(cookie_headers: Iterable[str | None],
+                    keys_only: bool = False) -> dict[str, tuple[int, int]]:
     """Cookie name -> (requests carrying it, distinct values), from Cookie headers.
 
     A request carrying the same name twice counts once; distinct values are
-    counted on the raw (unquoted) values.  Input for `choose_session_cookie`.
+    counted on the raw (unquoted) values.  Input for `choose_session_cookie`,
+    which reads only the names with a `cookie_kind`: ``keys_only`` counts only
+    those (a browser's analytics cookies, new on every request, then cost no set
+    of every value seen).
     """
     # a session sends one header again and again: read each distinct header once
     headers = Counter(filter(None, cookie_headers))
     requests: dict[str, int] = {}
     values: dict[str, set[str]] = {}
+    kinds: dict[str, bool] = {}
     for header, times in headers.items():
         seen: set[str] = set()
         for name, value in _cookie_pairs(header):    # (each header once: not cached)
-            values.setdefault(name, set()).add(value)
+            if keys_only:
+                keep = kinds.get(name)
+                if keep is None:
+                    keep = kinds[name] = cookie_kind(name) is not None
+                if not keep:
+                    continue
+            got = values.get(name)
+            if got is None:
+                got = values[name] = set()
+            got.add(value)
             if name not in seen:
                 seen.add(name)
                 requests[name] = requests.get(name, 0) + times
