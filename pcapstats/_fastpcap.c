@@ -2119,9 +2119,9 @@ static PyObject *spill_heads(PyObject *self, PyObject *args)
                 || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
                 continue;
             Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-            if (n >= (1 << 24))
-                continue;
             Py_ssize_t at = PyByteArray_GET_SIZE(buf);
+            if (n >= (1 << 24) || base + at >= (1LL << 39))    /* the handle fits 63 bits */
+                continue;
             PyObject *h = PyLong_FromLongLong(((base + at) << 24) | n);
             if (h == NULL || PyByteArray_Resize(buf, at + n) < 0) {
                 Py_XDECREF(h);
