@@ -758,7 +758,9 @@ def _run_part_spooled(index: int, parts: list[list[Segment]], opts: Options,
 
 def _spool_write(result: PartResult, path: str) -> None:
     import pickle
-    with open(path, "wb") as f:
+
+    from .heads import handover
+    with open(path, "wb") as f, handover(os.path.dirname(path)):
         pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 

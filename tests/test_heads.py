@@ -134,3 +134,19 @@ def test_store_round_trip_and_what_stays_text(monkeypatch: pytest.MonkeyPatch) -
         assert ex[0].response_head == "HTTP/1.1 200 OK\r\n\r\n"
         heads.spill(ex, HeadStore())        # in a store already: left alone
         assert STORE.__get__(ex[0]) is store
+
+
+def test_a_local_worker_hands_its_heads_over_as_a_file(capture: Path, tmp_path: Path) -> None:
+    res = run([str(capture)], Options())
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with heads.handover(str(spool)):
+        blob = pickle.dumps(res)
+    assert b"X-Pad: p" not in blob                  # the heads are not in the pickle,
+    [copy] = spool.iterdir()                        # but in one file beside it
+    assert copy.stat().st_size == len(STORE.__get__(res.exchanges[0]))
+    back = pickle.loads(blob)
+    assert list(spool.iterdir()) == []              # adopted: unlinked, held open
+    assert [(e.request_head, e.response_head) for e in back.exchanges] == \
+        [_heads_sent(i) for i in range(30)]
+    assert b"X-Pad: p" in pickle.dumps(back)        # outside handover(): by value again
