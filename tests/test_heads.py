@@ -150,3 +150,13 @@ def test_a_local_worker_hands_its_heads_over_as_a_file(capture: Path, tmp_path: 
     assert [(e.request_head, e.response_head) for e in back.exchanges] == \
         [_heads_sent(i) for i in range(30)]
     assert b"X-Pad: p" in pickle.dumps(back)        # outside handover(): by value again
+
+
+def test_two_sided_matching_leaves_no_parsed_heads_behind() -> None:
+    """Matching both sides of a balancer reads every response's header fields; those
+    go when the matching is done, not stay on each exchange as long as it lives."""
+    a = analyze(str(ROOT / "samples" / "lb-both-sides.pcap"))
+    ex = a.result.exchanges
+    assert len(ex) == 26 and set(a.rows("requests").column("side")) == {"client", "backend"}
+    assert all(e._response_headers is None and e._headers is None for e in ex)
+    assert all(type(RESPONSE_HEAD.__get__(e)) is int for e in ex if e.response_head)

@@ -32,6 +32,7 @@ from operator import itemgetter, not_
 from typing import Any, Callable
 
 from ..errors import UsageError
+from ..http.headers import fields_of
 from ..records import HttpExchange
 from .cookies import (choose_session_cookie, classify_cookie, observe_cookies,
                       cookie_pairs, header_backend_cookie, parse_set_cookies,
@@ -228,7 +229,10 @@ def attribute(conns: list[dict], reqs: RequestTable,
             if e.depth == 1 and first is not None and e.ts_request is not None \
                     and first <= e.ts_request:
                 dispatch[i] = first
-        resp_headers = {i: ex[i].response_headers for i in (*client_side, *backend_side)}
+        # (parsed here, not through the exchanges' cached .response_headers: the cache
+        # would keep a dict of every response's fields for as long as the exchanges)
+        resp_headers = {i: fields_of(ex[i].response_head)
+                        for i in (*client_side, *backend_side)}
         mapping, match_stats = match_requests([reqs.row(i) for i in client_side],
                                               [reqs.row(i) for i in backend_side],
                                               response_headers=resp_headers,
