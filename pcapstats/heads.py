@@ -44,7 +44,7 @@ _LEN_MASK = (1 << LEN_BITS) - 1
 class HeadStore:
     """Latin-1 texts appended once, read back by handle (module doc)."""
 
-    __slots__ = ("_file", "_fd", "_buf", "_base")
+    __slots__ = ("_file", "_fd", "_buf", "_base", "_full")
 
     def __init__(self, data: bytes = b"") -> None:
         try:
@@ -55,12 +55,10 @@ class HeadStore:
             self._fd = -1
         self._buf = bytearray()
         self._base = 0      # bytes already in the file
-        if data and self._file is not None:
-            self._file.write(data)
-            self._file.flush()
-            self._base = len(data)
-        elif data:
+        self._full = False  # the file could not take more: the buffer keeps the rest
+        if data:
             self._buf += data
+            self._flush()
 
     def __len__(self) -> int:
         return self._base + len(self._buf)
@@ -90,15 +88,18 @@ class HeadStore:
             self._flush()
 
     def _flush(self) -> None:
-        if self._file is None or not self._buf:
+        if self._file is None or self._full or not self._buf:
             return
-        self._file.write(self._buf)
-        self._file.flush()
+        try:
+            _write(self._fd, self._buf, self._base)
+        except OSError:     # the temporary directory is full: the rest stays in memory
+            self._full = True
+            return
         self._base += len(self._buf)
         self._buf = bytearray()
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
-        if _handover is not None and self._file is not None:
+        if _handover is not None and self._file is not None and not self._full:
             return _adopt, (self._hand_over(_handover),)
         return HeadStore, (self.getvalue(),)
 
@@ -145,7 +146,16 @@ def _adopt(path: str) -> HeadStore:
     store._fd = store._file.fileno()
     store._buf = bytearray()
     store._base = os.fstat(store._fd).st_size
+    store._full = False
     return store
+
+
+def _write(fd: int, data: bytearray, at: int) -> None:
+    """All of ``data`` at offset ``at`` (pwrite: no buffer left holding a part of it if
+    the disk is full, and the offset readers share is not moved)."""
+    n = os.pwrite(fd, data, at)
+    while n < len(data):            # a short write (rare): the rest, as a copy
+        n += os.pwrite(fd, data[n:], at + n)
 
 
 def _read(fd: int, n: int, at: int) -> bytes:

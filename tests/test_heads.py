@@ -160,3 +160,30 @@ def test_two_sided_matching_leaves_no_parsed_heads_behind() -> None:
     assert len(ex) == 26 and set(a.rows("requests").column("side")) == {"client", "backend"}
     assert all(e._response_headers is None and e._headers is None for e in ex)
     assert all(type(RESPONSE_HEAD.__get__(e)) is int for e in ex if e.response_head)
+
+
+def test_a_full_temporary_directory_keeps_the_rest_in_memory(
+        capture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills after the first append: the run goes on, the heads written before
+    are read from the file and the rest from memory; a worker's hand-over then sends
+    them by value."""
+    import pcapstats.pipeline
+    monkeypatch.setattr(pcapstats.pipeline, "SPILL_EVERY", 5)   # six batches,
+    monkeypatch.setattr(heads, "CHUNK", 2000)                   # each one written out
+    real, calls = heads.os.pwrite, []
+
+    def fills(fd: int, data: bytes, at: int) -> int:
+        calls.append(at)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return real(fd, data, at)
+    monkeypatch.setattr(heads.os, "pwrite", fills)
+    res = run([str(capture)], Options())
+    store = STORE.__get__(res.exchanges[0])
+    assert store._full and 0 < store._base < len(store) and len(calls) == 2
+    assert [(e.request_head, e.response_head) for e in res.exchanges] == \
+        [_heads_sent(i) for i in range(30)]
+    with heads.handover(str(capture.parent)):
+        back = pickle.loads(pickle.dumps(res))
+    assert [(e.request_head, e.response_head) for e in back.exchanges] == \
+        [_heads_sent(i) for i in range(30)]
