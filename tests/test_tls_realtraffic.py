@@ -100,21 +100,43 @@ def client_rows(rec: TlsRecording, ps: PcapstatsTls) -> dict[tuple[str, int], di
 def backend_rows(rec: TlsRecording, ps: PcapstatsTls) -> dict[tuple[str, int], dict]:
     """(scenario, seq) -> pcapstats' row of HAProxy's backend connection for that client
     connection, tied through HAProxy's log (%ci:%cp -> %bi:%bp)."""
-    log = {(line.client_ip, line.client_port): line for line in rec.proxy_log}
+    # the lines of one client address and port, in order (a port the kernel gives again,
+    # _nth_on_its_ports, has a line per connection, written as each one ends)
+    log: dict[tuple, list] = defaultdict(list)
+    for line in rec.proxy_log:
+        log[(line.client_ip, line.client_port)].append(line)
     # by the whole 4-tuple: HAProxy may reuse a source port for a later backend
-    # connection to another server within one recording
-    rows = {(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"]): r
-            for r in ps.all_rows}
+    # connection to another server, or to the same one, within one recording
+    rows: dict[tuple, list[dict]] = defaultdict(list)
+    for r in sorted(ps.all_rows, key=lambda r: r["conn_id"]):
+        rows[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])].append(r)
     crow = client_rows(rec, ps)
+    nth = _nth_on_its_ports(ps.all_rows)
     out = {}
     for c in rec.clients:
         if c.target not in LB_TARGETS:
             continue
         front = crow[(c.scenario, c.seq)]
-        line = log[(front["client_ip"], front["client_port"])]
+        line = log[(front["client_ip"], front["client_port"])][nth[front["conn_id"]]]
         assert line.proxy_ip == PROXY_IP
-        out[(c.scenario, c.seq)] = rows[(line.proxy_ip, line.proxy_port, line.server_ip,
-                                         line.server_port)]
+        legs = rows[(line.proxy_ip, line.proxy_port, line.server_ip, line.server_port)]
+        # the leg HAProxy opened for this connection: the first one on those ports that
+        # began after it
+        out[(c.scenario, c.seq)] = next(r for r in legs if r["first_ts"] >= front["first_ts"])
+    return out
+
+
+def _nth_on_its_ports(rows: list[dict]) -> dict[int, int]:
+    """conn_id -> how many earlier connections (pcapstats' rows) had its 4-tuple: the
+    kernel may give a later connection of a recording the ports of a finished one (on
+    loopback Linux reuses TIME_WAIT ports, tcp_tw_reuse=2), and tshark then numbers it
+    as a new stream of the same 4-tuple (tls_tshark.by_connection keeps them in order)."""
+    seen: dict[tuple, int] = defaultdict(int)
+    out = {}
+    for r in sorted(rows, key=lambda r: r["conn_id"]):
+        key = (r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])
+        out[r["conn_id"]] = seen[key]
+        seen[key] += 1
     return out
 
 
@@ -206,15 +228,21 @@ def test_counts_per_scenario_and_summary_equal_the_clients(rec: TlsRecording, ps
 def test_nginx_logs_agree(rec: TlsRecording, ps: PcapstatsTls) -> None:
     """Every request nginx logged: the connection it came on (client's or HAProxy's) is resumed
     exactly when nginx says $ssl_session_reused, with the version and SNI nginx saw."""
-    rows = {(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"]): r for r in ps.rows}
+    # a 4-tuple's connections: several where the kernel gave its ports again
+    # (_nth_on_its_ports); nginx's lines carry no time, so a line must agree with one of
+    # them (with exactly one, as almost always, that one)
+    rows: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ps.rows:
+        rows[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])].append(r)
     servers = {name: tuple(ep.rsplit(":", 1)) for name, ep in rec.servers.items()}
     assert len(rec.nginx_log) >= sum(1 for c in rec.clients if c.server_reused is not None)
     problems = []
     for line in rec.nginx_log:
         ip, port = servers[line.server]
-        r = rows[(line.remote_ip, line.remote_port, ip, int(port))]
-        if (r["tls_resumed"], r["tls_version"], r["sni"]) != (line.reused, line.version, line.sni):
-            problems.append((line, r["tls_resumed"], r["tls_version"], r["sni"]))
+        seen = [(r["tls_resumed"], r["tls_version"], r["sni"])
+                for r in rows[(line.remote_ip, line.remote_port, ip, int(port))]]
+        if (line.reused, line.version, line.sni) not in seen:
+            problems.append((line, seen))
     assert not problems, _table(problems)
 
 
@@ -253,8 +281,9 @@ def test_resumption_behind_the_balancer_depends_on_affinity(rec: TlsRecording, p
         assert _counts([r["tls_resumed"] for r in mine]) == counts, name
         # every connection but the first offered a session (tshark: a non-empty session id in 1.2,
         # pre_shared_key in 1.3), accepted or not
-        offered = [tsh[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])][0].offered
-                   for r in mine]
+        nth = _nth_on_its_ports(ps.all_rows)
+        offered = [tsh[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])]
+                   [nth[r["conn_id"]]].offered for r in mine]
         assert offered == [c.offered for c in conns] == [False] + [True] * 5, name
 
 
@@ -280,10 +309,11 @@ def test_handshake_time_ends_at_the_last_finished(ps: PcapstatsTls, ts: dict[int
     comes first there) and in TLS 1.3, the server's in a full TLS 1.2 one. tshark's frames give the
     same instants (every record here fits in one segment)."""
     tsh = by_connection(ts)
+    nth = _nth_on_its_ports(ps.all_rows)
     problems = []
     for r in ps.rows:
         rtt = r["tls_handshake_rtt_ns"]
-        t = tsh[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])][0]
+        t = tsh[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])][nth[r["conn_id"]]]
         if rtt is None or not 0 < rtt <= (r["last_ts"] - r["first_ts"]).value or rtt != t.handshake_ns:
             problems.append((r["client_ip"], r["client_port"], r["tls_version"], r["tls_resumed"], rtt,
                              "tshark", t.handshake_ns))
@@ -300,8 +330,8 @@ def test_pcapstats_equals_tshark_on_every_connection(rec: TlsRecording, ps: Pcap
     same, diff = compare(ps, by_connection(ts))
     assert not diff, "pcapstats | tshark:\n" + _table([(k, v[0], v[1]) for k, v in diff.items()])
     lb = sum(1 for c in rec.clients if c.target in LB_TARGETS)
-    assert len(same) == len(rec.clients) + lb
-    hrr = [v[1][0] for k, v in same.items() if k[0] == rec.client_ips["sclient_hrr_tls13"]]
+    assert sum(len(v[0]) for v in same.values()) == len(rec.clients) + lb   # connections, not 4-tuples
+    hrr = [h for k, v in same.items() if k[0] == rec.client_ips["sclient_hrr_tls13"] for h in v[1]]
     assert [h["client_hellos"] for h in hrr] == [2, 2]
 
 
@@ -309,12 +339,14 @@ def test_tshark_equals_the_clients(rec: TlsRecording, ps: PcapstatsTls, ts: dict
     """The reference itself agrees with the truth (so the test above means something)."""
     rows = client_rows(rec, ps)
     tsh = by_connection(ts)
+    nth = _nth_on_its_ports(ps.all_rows)
     problems = []
     for c in rec.clients:
         r = rows[(c.scenario, c.seq)]
         t = tsh[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])]
-        view = tshark_view(t[0])
-        if (len(t), view["resumed"], view["sni"], view["version"]) != (1, c.resumed, c.sni, c.version):
+        k = nth[r["conn_id"]]
+        view = tshark_view(t[k]) if k < len(t) else {}
+        if (view.get("resumed"), view.get("sni"), view.get("version")) != (c.resumed, c.sni, c.version):
             problems.append((c.scenario, c.seq, view, c))
     assert not problems, _table(problems)
 
@@ -343,10 +375,12 @@ def test_split_scenarios_segment_as_meant(split_rec: TlsRecording) -> None:
 def _split_problems(rec: TlsRecording, ps: PcapstatsTls, name: str) -> list[tuple]:
     rows = client_rows(rec, ps)
     ts = by_connection(tls_handshakes(rec.pcap, rec.tls_ports))
+    nth = _nth_on_its_ports(ps.all_rows)
     problems = []
     for c in rec.scenario(name):
         r = rows[(name, c.seq)]
-        t = tshark_view(ts[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])][0])
+        t = tshark_view(ts[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])]
+                        [nth[r["conn_id"]]])
         mine = (r["app"], r["tls_resumed"], r["sni"], r["tls_version"])
         if mine != ("tls", c.resumed, c.sni, c.version) or (t["resumed"], t["sni"]) != (c.resumed, c.sni):
             problems.append((name, c.seq, "pcapstats", mine, "tshark", t, "client", c.resumed))
