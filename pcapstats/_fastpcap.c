@@ -2113,6 +2113,8 @@ static PyObject *spill_heads(PyObject *self, PyObject *args)
         }
         if (SLOT(ex, x_store) != Py_None)
             continue;
+        slot_set_obj(ex, x_store, store);      /* first: a failure below leaves no handle
+                                                  without its store */
         for (int k = 0; k < 2; k++) {
             PyObject *text = SLOT(ex, slots[k]);
             if (text == NULL || !PyUnicode_CheckExact(text)
@@ -2130,7 +2132,6 @@ static PyObject *spill_heads(PyObject *self, PyObject *args)
             memcpy(PyByteArray_AS_STRING(buf) + at, PyUnicode_1BYTE_DATA(text), (size_t)n);
             slot_set(ex, slots[k], h);
         }
-        slot_set_obj(ex, x_store, store);
     }
     Py_RETURN_NONE;
 }

@@ -76,6 +76,8 @@ class HeadStore:
         at, n = handle >> LEN_BITS, handle & _LEN_MASK
         rel = at - self._base
         if rel >= 0:
+            if rel + n > len(self._buf):
+                raise OSError(f"head store: no {n} bytes at offset {at}")
             return self._buf[rel:rel + n].decode("latin-1")
         return _read(self._fd, n, at).decode("latin-1")
 
@@ -104,8 +106,12 @@ class HeadStore:
         return HeadStore, (self.getvalue(),)
 
     def _hand_over(self, folder: str) -> str:
-        """A copy of the store as a file in ``folder``, made by the kernel; its path."""
+        """A copy of the store as a file in ``folder``, made by the kernel; its path.
+        OSError if the store's own file cannot take what is still in memory (the
+        worker then sends its result by value, heads included)."""
         self._flush()
+        if self._buf:
+            raise OSError("head store: its file is full, the heads are not all in it")
         fd, path = tempfile.mkstemp(dir=folder, suffix=".heads")
         try:
             at = 0

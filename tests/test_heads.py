@@ -187,3 +187,24 @@ def test_a_full_temporary_directory_keeps_the_rest_in_memory(
         back = pickle.loads(pickle.dumps(res))
     assert [(e.request_head, e.response_head) for e in back.exchanges] == \
         [_heads_sent(i) for i in range(30)]
+
+
+def test_a_hand_over_the_store_cannot_complete_fails_loudly(
+        capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heads still in memory that cannot reach the store's file: the hand-over raises
+    (the worker then sends its result by value) rather than hand over a file without
+    them; and a handle past what a store holds is an error, not an empty head."""
+    res = run([str(capture)], Options())
+    store = STORE.__get__(res.exchanges[0])
+    assert store._base == 0 and len(store._buf) > 0         # all still in memory
+
+    def full(fd: int, data: bytes, at: int) -> int:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(heads.os, "pwrite", full)
+    with heads.handover(str(tmp_path)), pytest.raises(OSError, match="not all in it"):
+        pickle.dumps(res)
+    back = pickle.loads(pickle.dumps(res))                  # by value: complete
+    assert [(e.request_head, e.response_head) for e in back.exchanges] == \
+        [_heads_sent(i) for i in range(30)]
+    with pytest.raises(OSError, match="no 10 bytes"):
+        store.get(len(store) << heads.LEN_BITS | 10)
