@@ -104,7 +104,8 @@ def backend_rows(rec: TlsRecording, ps: PcapstatsTls) -> dict[tuple[str, int], d
     # _nth_on_its_ports, has a line per connection, written as each one ends)
     log: dict[tuple, list] = defaultdict(list)
     for line in rec.proxy_log:
-        log[(line.client_ip, line.client_port)].append(line)
+        ip, port = rec.frontends[line.frontend].rsplit(":", 1)
+        log[(line.client_ip, line.client_port, ip, int(port))].append(line)
     # by the whole 4-tuple: HAProxy may reuse a source port for a later backend
     # connection to another server, or to the same one, within one recording
     rows: dict[tuple, list[dict]] = defaultdict(list)
@@ -117,7 +118,8 @@ def backend_rows(rec: TlsRecording, ps: PcapstatsTls) -> dict[tuple[str, int], d
         if c.target not in LB_TARGETS:
             continue
         front = crow[(c.scenario, c.seq)]
-        line = log[(front["client_ip"], front["client_port"])][nth[front["conn_id"]]]
+        line = log[(front["client_ip"], front["client_port"], front["server_ip"],
+                    front["server_port"])][nth[front["conn_id"]]]
         assert line.proxy_ip == PROXY_IP
         legs = rows[(line.proxy_ip, line.proxy_port, line.server_ip, line.server_port)]
         # the leg HAProxy opened for this connection: the first one on those ports that
@@ -138,6 +140,13 @@ def _nth_on_its_ports(rows: list[dict]) -> dict[int, int]:
         out[r["conn_id"]] = seen[key]
         seen[key] += 1
     return out
+
+
+def _nth_with_hello(ps: PcapstatsTls) -> dict[int, int]:
+    """_nth_on_its_ports among the connections with a ClientHello, the ones tshark's
+    streams are kept for (tls_tshark.tls_handshakes)."""
+    return _nth_on_its_ports([r for r in ps.all_rows if ps.streams.get(r["conn_id"]) is not None
+                              and ps.streams[r["conn_id"]].client_hellos > 0])
 
 
 def _table(problems: list[tuple]) -> str:
@@ -281,7 +290,7 @@ def test_resumption_behind_the_balancer_depends_on_affinity(rec: TlsRecording, p
         assert _counts([r["tls_resumed"] for r in mine]) == counts, name
         # every connection but the first offered a session (tshark: a non-empty session id in 1.2,
         # pre_shared_key in 1.3), accepted or not
-        nth = _nth_on_its_ports(ps.all_rows)
+        nth = _nth_with_hello(ps)
         offered = [tsh[(r["client_ip"], r["client_port"], r["server_ip"], r["server_port"])]
                    [nth[r["conn_id"]]].offered for r in mine]
         assert offered == [c.offered for c in conns] == [False] + [True] * 5, name
@@ -309,7 +318,7 @@ def test_handshake_time_ends_at_the_last_finished(ps: PcapstatsTls, ts: dict[int
     comes first there) and in TLS 1.3, the server's in a full TLS 1.2 one. tshark's frames give the
     same instants (every record here fits in one segment)."""
     tsh = by_connection(ts)
-    nth = _nth_on_its_ports(ps.all_rows)
+    nth = _nth_with_hello(ps)
     problems = []
     for r in ps.rows:
         rtt = r["tls_handshake_rtt_ns"]
@@ -339,7 +348,7 @@ def test_tshark_equals_the_clients(rec: TlsRecording, ps: PcapstatsTls, ts: dict
     """The reference itself agrees with the truth (so the test above means something)."""
     rows = client_rows(rec, ps)
     tsh = by_connection(ts)
-    nth = _nth_on_its_ports(ps.all_rows)
+    nth = _nth_with_hello(ps)
     problems = []
     for c in rec.clients:
         r = rows[(c.scenario, c.seq)]
@@ -375,7 +384,7 @@ def test_split_scenarios_segment_as_meant(split_rec: TlsRecording) -> None:
 def _split_problems(rec: TlsRecording, ps: PcapstatsTls, name: str) -> list[tuple]:
     rows = client_rows(rec, ps)
     ts = by_connection(tls_handshakes(rec.pcap, rec.tls_ports))
-    nth = _nth_on_its_ports(ps.all_rows)
+    nth = _nth_with_hello(ps)
     problems = []
     for c in rec.scenario(name):
         r = rows[(name, c.seq)]
