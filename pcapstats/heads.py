@@ -46,16 +46,24 @@ class HeadStore:
 
     __slots__ = ("_file", "_fd", "_buf", "_base", "_full")
 
-    def __init__(self, data: bytes = b"") -> None:
+    def __init__(self, data: bytes = b"", adopt: str | None = None) -> None:
+        """A store holding ``data``; or, with ``adopt``, the store a worker handed over
+        as that file (`handover`), which is unlinked: the store owns it from here on."""
+        self._buf = bytearray()
+        self._base = 0      # bytes already in the file
+        self._full = False  # the file could not take more: the buffer keeps the rest
+        if adopt is not None:
+            self._file: Any = open(adopt, "rb+")    # noqa: SIM115 - closed with the store
+            os.unlink(adopt)
+            self._fd = self._file.fileno()
+            self._base = os.fstat(self._fd).st_size
+            return
         try:
-            self._file: Any = tempfile.TemporaryFile()
+            self._file = tempfile.TemporaryFile()
             self._fd = self._file.fileno()
         except OSError:     # no writable temporary directory: kept in memory
             self._file = None
             self._fd = -1
-        self._buf = bytearray()
-        self._base = 0      # bytes already in the file
-        self._full = False  # the file could not take more: the buffer keeps the rest
         if data:
             self._buf += data
             self._flush()
@@ -102,7 +110,7 @@ class HeadStore:
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         if _handover is not None and self._file is not None and not self._full:
-            return _adopt, (self._hand_over(_handover),)
+            return HeadStore, (b"", self._hand_over(_handover))
         return HeadStore, (self.getvalue(),)
 
     def _hand_over(self, folder: str) -> str:
@@ -143,19 +151,6 @@ def handover(folder: str) -> Iterator[None]:
         _handover = old
 
 
-def _adopt(path: str) -> HeadStore:
-    """The store a worker handed over as the file ``path``, which is unlinked: the
-    store owns it from here on."""
-    store = HeadStore.__new__(HeadStore)
-    store._file = open(path, "rb+")     # noqa: SIM115 - closed with the store
-    os.unlink(path)
-    store._fd = store._file.fileno()
-    store._buf = bytearray()
-    store._base = os.fstat(store._fd).st_size
-    store._full = False
-    return store
-
-
 def _write(fd: int, data: bytearray, at: int) -> None:
     """All of ``data`` at offset ``at`` (pwrite: no buffer left holding a part of it if
     the disk is full, and the offset readers share is not moved)."""
@@ -189,11 +184,11 @@ def spill(exchanges: list[Any], store: HeadStore) -> None:
         return
     exchanges = [e for e in exchanges if STORE.__get__(e) is None]
     for slot in (REQUEST_HEAD, RESPONSE_HEAD):
-        exs = [e for e in exchanges
-               if slot.__get__(e).__class__ is str and len(slot.__get__(e)) <= _LEN_MASK]
+        held = [(e, t) for e, t in zip(exchanges, map(slot.__get__, exchanges))
+                if t.__class__ is str and len(t) <= _LEN_MASK]
         try:
-            handles = store.put_many(list(map(slot.__get__, exs)))
+            handles = store.put_many([t for _, t in held])
         except UnicodeEncodeError:      # (a parser's heads are latin-1 text)
             continue
-        list(map(slot.__set__, exs, handles))
+        list(map(slot.__set__, [e for e, _ in held], handles))
     list(map(STORE.__set__, exchanges, repeat(store)))

@@ -47,6 +47,13 @@ def _heads_sent(i: int) -> tuple[str, str]:
     return _request(i).decode("latin-1"), response[:response.index("\r\n\r\n") + 4]
 
 
+def _read_back(exchanges: list[HttpExchange]) -> list[tuple[str, str]]:
+    return [(e.request_head, e.response_head) for e in exchanges]
+
+
+SENT = [_heads_sent(i) for i in range(30)]      # what the capture fixture's clients sent
+
+
 @pytest.mark.parametrize("c_http", [True, False])
 def test_heads_read_back_are_the_heads_sent_and_none_stays_in_memory(
         capture: Path, c_http: bool, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,8 +101,7 @@ def test_heads_after_a_parallel_run_equal_the_serial_ones(
     assert len(loaded) == 2         # parts 1 and 2 came from the workers, pickled
     a, b = serial.result.exchanges, parallel.result.exchanges
     assert len(a) == len(b) > 1000
-    assert [(e.request_head, e.response_head) for e in a] == \
-        [(e.request_head, e.response_head) for e in b]
+    assert _read_back(a) == _read_back(b)
     assert all(type(REQUEST_HEAD.__get__(e)) is int for e in b)
 
 
@@ -108,8 +114,7 @@ def test_without_a_temporary_directory_the_store_keeps_the_bytes(
     res = run([str(capture)], Options())
     store = STORE.__get__(res.exchanges[0])
     assert store._file is None and store._base == 0 and len(store._buf) == len(store)
-    assert [(e.request_head, e.response_head) for e in res.exchanges] == \
-        [_heads_sent(i) for i in range(30)]
+    assert _read_back(res.exchanges) == SENT
 
 
 def test_store_round_trip_and_what_stays_text(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,8 +152,7 @@ def test_a_local_worker_hands_its_heads_over_as_a_file(capture: Path, tmp_path: 
     assert copy.stat().st_size == len(STORE.__get__(res.exchanges[0]))
     back = pickle.loads(blob)
     assert list(spool.iterdir()) == []              # adopted: unlinked, held open
-    assert [(e.request_head, e.response_head) for e in back.exchanges] == \
-        [_heads_sent(i) for i in range(30)]
+    assert _read_back(back.exchanges) == SENT
     assert b"X-Pad: p" in pickle.dumps(back)        # outside handover(): by value again
 
 
@@ -181,12 +185,10 @@ def test_a_full_temporary_directory_keeps_the_rest_in_memory(
     res = run([str(capture)], Options())
     store = STORE.__get__(res.exchanges[0])
     assert store._full and 0 < store._base < len(store) and len(calls) == 2
-    assert [(e.request_head, e.response_head) for e in res.exchanges] == \
-        [_heads_sent(i) for i in range(30)]
+    assert _read_back(res.exchanges) == SENT
     with heads.handover(str(capture.parent)):
         back = pickle.loads(pickle.dumps(res))
-    assert [(e.request_head, e.response_head) for e in back.exchanges] == \
-        [_heads_sent(i) for i in range(30)]
+    assert _read_back(back.exchanges) == SENT
 
 
 def test_a_hand_over_the_store_cannot_complete_fails_loudly(
@@ -204,7 +206,6 @@ def test_a_hand_over_the_store_cannot_complete_fails_loudly(
     with heads.handover(str(tmp_path)), pytest.raises(OSError, match="not all in it"):
         pickle.dumps(res)
     back = pickle.loads(pickle.dumps(res))                  # by value: complete
-    assert [(e.request_head, e.response_head) for e in back.exchanges] == \
-        [_heads_sent(i) for i in range(30)]
+    assert _read_back(back.exchanges) == SENT
     with pytest.raises(OSError, match="no 10 bytes"):
         store.get(len(store) << heads.LEN_BITS | 10)

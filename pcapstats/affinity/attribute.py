@@ -34,7 +34,7 @@ from typing import Any, Callable
 from ..errors import UsageError
 from ..http.headers import fields_of
 from ..records import HttpExchange
-from .cookies import (choose_session_cookie, classify_cookie, observe_cookies,
+from .cookies import (_unquote, choose_session_cookie, classify_cookie, observe_cookies,
                       cookie_pairs, header_backend_cookie, parse_set_cookies,
                       request_backend_cookie)
 from .figures import reuse_figures
@@ -78,13 +78,11 @@ def _xff_client(xff: str | None, client_ip: str | None) -> str | None:
     return _first_hop(xff) or client_ip
 
 
-def _cookie_value(header: str | None, name: str) -> str | None:
-    return _first_value(header, name) if header else None
-
-
-def _first_value(header: str, name: str) -> str | None:
+def _first_value(header: str | None, name: str) -> str | None:
     """The value of the first ``name`` pair of a Cookie header (as `cookie_pairs` would
     read it), found with C-level searches: no pair before or after it is read."""
+    if not header:
+        return None
     if name and name == name.strip() and ";" not in name and "=" not in name:
         i = header.find(name)
         while i >= 0:
@@ -97,10 +95,7 @@ def _first_value(header: str, name: str) -> str | None:
             before, between = header[start:i], header[after:eq]
             if eq >= 0 and (not before or before.isspace()) and \
                     (not between or between.isspace()):
-                value = header[eq + 1:end].strip()
-                if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-                    return value[1:-1]
-                return value
+                return _unquote(header[eq + 1:end])
             i = header.find(name, i + 1)
         return None
     for piece in header.split(";"):     # a name no pair of a header can have, or ""
@@ -128,7 +123,7 @@ def _cookie_session(cookie: str | None, set_cookie: str | None,
                     name: str) -> tuple[str | None, str | None]:
     """(session, cause hint) under ``--session-key cookie:NAME``: the request's cookie,
     else the one its response set (the request then went without: "cookie-missing")."""
-    v = _cookie_value(cookie, name)
+    v = _first_value(cookie, name)
     hint = None
     if v is None:
         v = _set_cookie_value(set_cookie, name)
