@@ -22,7 +22,8 @@ from tests.realtraffic.expected import (  # noqa: E402
     analysis_requests_per_connection, expected_figures, expected_sessions,
     persistence_from_requests)
 from tests.realtraffic.fixtures import record, realtraffic_dir, recording  # noqa: E402,F401
-from tests.realtraffic.lab import FRONTEND_IP, Lab, LabError, LabSpec, missing_binaries  # noqa: E402
+from tests.realtraffic.lab import (  # noqa: E402
+    FRONTEND_IP, Lab, LabError, LabSpec, missing_binaries, proxy_source_ports)
 from tests.realtraffic.clients import ClientRequest  # noqa: E402
 from tests.realtraffic.scenarios import NginxLogRecord, Recording, load_recording  # noqa: E402
 from tests.realtraffic.truth import ConnKey, LogRecord, parse_log_line  # noqa: E402
@@ -74,12 +75,16 @@ def test_clients_agree_with_log(recording: Recording) -> None:
 def test_addresses_match_lab(recording: Recording) -> None:
     a = recording.addresses
     used = {ip for ips in a.clients.values() for ip in ips}
+    # each server's connections leave from its own port range, so no 4-tuple comes back
+    ranges = dict(zip(a.backends, proxy_source_ports(a.frontend.port, len(a.backends))))
     for r in recording.log:
         assert (r.frontend_ip, r.frontend_port) == (a.frontend.ip, a.frontend.port)
         assert r.client_ip in used
         if r.is_request:
             assert r.server is not None
             assert r.source_ip == a.proxy_source_ip == FRONTEND_IP
+            lo, hi = ranges[r.server]
+            assert lo <= r.source_port <= hi, (r.server, r.source_port)
             assert (r.server_ip, r.server_port) == (a.backends[r.server].ip,
                                                    a.backends[r.server].port)
 

@@ -4,7 +4,8 @@ Everything runs as children of the calling process, on 127.0.0.0/8 only:
 
     clients 127.0.1.x  ──►  HAProxy 127.0.0.10:<base>  ──►  nginx b1 127.0.0.21:<base+1>
     (wrk: 127.0.0.1)        (backend connections             nginx b2 127.0.0.22:<base+2>
-                             leave from 127.0.0.10)          nginx b3 127.0.0.23:<base+3>
+                             leave from 127.0.0.10,          nginx b3 127.0.0.23:<base+3>
+                             ports from a range of their own: proxy_source_ports)
 
 HAProxy logs one line per request to its stdout (a file in the lab directory) in a
 key=value format that names the client connection (%ci:%cp), the frontend (%fi:%fp),
@@ -43,6 +44,8 @@ BACKEND_IPS = ("127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24")
 CLIENT_PREFIX = "127.0.1."
 """Python and curl clients bind to 127.0.1.<n>; wrk cannot bind and comes from 127.0.0.1."""
 WRK_IP = "127.0.0.1"
+PROXY_SOURCE_PORTS = 1500
+"""How many source ports each server's connections take in turn (see proxy_source_ports)."""
 DEFAULT_PORT_BASE = 18080
 """Frontend port; backend i listens on base + i. Override with PCAPSTATS_LAB_PORT_BASE."""
 CAPTURE_TAIL_S = 1.5
@@ -349,10 +352,24 @@ def big_body(name: str) -> str:
     return out
 
 
+def proxy_source_ports(port_base: int, servers: int) -> list[tuple[int, int]]:
+    """The ports each server's connections leave from: a range of its own (HAProxy takes
+    one per server), which HAProxy hands out first in, first out. With the kernel
+    choosing (at connect), the port of a finished connection in TIME_WAIT may come back
+    for the same backend on loopback (net.ipv4.tcp_tw_reuse), and one 4-tuple then
+    names two connections in the capture; from a range a port returns only after every
+    other one was used. Below the kernel's ephemeral ports, clear of the lab's own."""
+    n = PROXY_SOURCE_PORTS
+    lo = 20000 if not 19900 < port_base < 20000 + servers * n else 26100
+    return [(lo + i * n, lo + (i + 1) * n - 1) for i in range(servers)]
+
+
 def haproxy_config(spec: LabSpec, frontend: Endpoint, backends: dict[str, Endpoint]) -> str:
     servers = "\n".join(
-        f"  server {name} {ep.ip}:{ep.port} {spec.server_options.format(name=name)}".rstrip()
-        for name, ep in backends.items()
+        f"  server {name} {ep.ip}:{ep.port} source {FRONTEND_IP}:{lo}-{hi} "
+        f"{spec.server_options.format(name=name)}".rstrip()
+        for (name, ep), (lo, hi) in zip(backends.items(),
+                                        proxy_source_ports(frontend.port, len(backends)))
     )
     frontend_extra = textwrap.indent(textwrap.dedent(spec.frontend_directives).strip(), "  ")
     backend_extra = textwrap.indent(textwrap.dedent(spec.backend_directives).strip(), "  ")
