@@ -311,7 +311,7 @@ static Py_ssize_t c_client_ip, c_client_port, c_last_ts, c_last_pos, c_packets, 
     c_packets_server, c_cstream, c_sstream, c_zeek, c_done, c_hs_step, c_oriented, c_consumer,
     c_synack, c_syn, c_hs_ack, c_hs_complete, c_syn_ts, c_rtt, c_teardown_acks, c_isn_server,
     c_fin_client, c_fin_server, c_closed_by, c_close_ts, z_order_ok, z_synack_first, h_next_seq,
-    h_offset, h_pending, h_fin_seq, h_fin_acked, h_from_client, z_orig, z_resp, z_seen, z_hist,
+    h_offset, h_pending, h_fin_seq, h_fin_acked, h_from_client, z_orig, z_resp, z_hist,
     a_impl;
 static PyObject *L_A, *L_D, *L_a, *L_d, *L_H, *L_h, *L_F, *L_f, *S_client, *S_server, *S_table, *S_now, *S_pos, *S_since, *S_data, *S_packet,
     *S_feed, *S_factory, *S_linger, *ONE;
@@ -387,7 +387,7 @@ static PyObject *setup_lane(PyObject *self, PyObject *args)
         || slot(t[1], "pending", &h_pending) || slot(t[1], "fin_seq", &h_fin_seq)
         || slot(t[1], "from_client", &h_from_client) || slot(t[1], "fin_acked", &h_fin_acked)
         || slot(t[2], "orig", &z_orig) || slot(t[2], "resp", &z_resp)
-        || slot(t[2], "seen", &z_seen) || slot(t[2], "hist", &z_hist)
+        || slot(t[2], "hist", &z_hist)
         || slot(t[3], "impl", &a_impl))
         return NULL;
     /* each made once; a failure part-way leaves the rest to the next call */
@@ -610,12 +610,12 @@ static int lane_seg(PyObject *table, PyObject *ts, struct seg *sg, PyObject *pos
         if (zflag >= 0 && SLOT(zeek, zflag) == NULL)
             goto out;
     }
-    PyObject *seen = SLOT(zeek, z_seen), *hist = SLOT(zeek, z_hist);
-    if (seen == NULL || !PySet_CheckExact(seen) || hist == NULL || !PyList_CheckExact(hist))
+    PyObject *hist = SLOT(zeek, z_hist);
+    if (hist == NULL || !PyList_CheckExact(hist))
         goto out;
     PyObject *letter = syn ? (from_client ? L_H : L_h) : fin ? (from_client ? L_F : L_f)
                        : from_client ? (n ? L_D : L_A) : (n ? L_d : L_a);
-    int has = PySet_Contains(seen, letter);     /* else ZeekState.packet records it */
+    int has = PySequence_Contains(hist, letter);    /* else ZeekState.packet records it */
     if (has < 0)
         goto fail;
     /* the client's ACK after SYN and SYN/ACK (hs_step 2) completes the handshake */
@@ -752,7 +752,7 @@ apply:
     if (slot_add(conn, c_packets, ONE) < 0
         || slot_add(conn, from_client ? c_packets_client : c_packets_server, ONE) < 0)
         goto fail;
-    if (!has && (PySet_Add(seen, letter) < 0 || PyList_Append(hist, letter) < 0))
+    if (!has && PyList_Append(hist, letter) < 0)
         goto fail;
     if ((zme2 != zme || zpeer2 != zpeer)
         && (slot_set_ll(zeek, from_client ? z_orig : z_resp, zme2) < 0

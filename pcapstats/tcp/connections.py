@@ -29,6 +29,24 @@ class StreamConsumer(StreamSink, Protocol):
     def close(self, ts: int) -> None: ...
 
 
+#: The distinct option sets of SYNs seen, each one dict that the connections with it share
+#: (read only): most clients send one of a few, and a dict of its own cost each connection
+#: about 230 bytes. Keyed by the parsed values (the raw bytes carry timestamps); bounded.
+_OPTION_SETS: dict[tuple, dict[str, int]] = {}
+
+
+def _option_set(opts: bytes) -> dict[str, int]:
+    from ..ingest.decode import tcp_options
+    parsed = tcp_options(opts)
+    key = tuple(parsed.items())
+    shared = _OPTION_SETS.get(key)
+    if shared is None:
+        if len(_OPTION_SETS) >= 4096:
+            _OPTION_SETS.clear()
+        shared = _OPTION_SETS[key] = parsed
+    return shared
+
+
 class Connection:
     """State and figures of one TCP connection. Field meanings: see ``frames.py``."""
 
@@ -66,7 +84,7 @@ class Connection:
         self.zeek = ZeekState()
         self.oriented = False      # True once the client side is known for sure
         self.done = False          # streams flushed and consumer closed
-        self.options: dict[str, int] | None = None
+        self.options: dict[str, int] | None = None   # of the first SYN; shared: read only
         self.ip_version = 6 if len(cip) == 16 else 4
         self.evicted = False
         self.first_pos = self.last_pos = 0   # record positions (parallel runs stitch by them)
@@ -305,8 +323,7 @@ class ConnectionTable:
                 conn.isn_client = seq
                 conn.syn_ts = ts
             if opts and conn.options is None:
-                from ..ingest.decode import tcp_options
-                conn.options = tcp_options(opts)
+                conn.options = _option_set(opts)
 
     def _fin_rst(self, conn: Connection, from_client: bool, flags: int, seq: int, plen: int,
                  ts: int) -> None:

@@ -15,21 +15,22 @@ _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
 
 class ZeekState:
-    __slots__ = ("orig", "resp", "hist", "seen", "order_ok", "flipped", "synack_before_syn")
+    __slots__ = ("orig", "resp", "hist", "order_ok", "flipped", "synack_before_syn")
 
     def __init__(self) -> None:
         self.orig = INACTIVE
         self.resp = INACTIVE
+        # the letters recorded, in order (a few at most: each once, so a membership test
+        # scans a handful of one-character strings; a set beside it cost 216 bytes a
+        # connection, and closed ones are kept a minute of capture time)
         self.hist: list[str] = []
-        self.seen: set[str] = set()
         self.order_ok = False     # SYN, then SYN/ACK, seen in that order
         self.flipped = False
         self.synack_before_syn = False
 
     def _add(self, letter: str, from_orig: bool) -> None:
         ch = letter if from_orig else letter.lower()
-        if ch not in self.seen:
-            self.seen.add(ch)
+        if ch not in self.hist:
             self.hist.append(ch)
 
     def packet(self, from_orig: bool, flags: int, plen: int) -> None:
@@ -38,7 +39,7 @@ class ZeekState:
         # letter was already recorded changes nothing
         if me == ESTABLISHED and flags & 0x17 == 0x10:
             ch = ("D" if plen else "A") if from_orig else ("d" if plen else "a")
-            if ch in self.seen:
+            if ch in self.hist:
                 return
         if flags & _SYN:
             if flags & _RST or flags & _FIN:
@@ -90,7 +91,6 @@ class ZeekState:
     def flip(self) -> None:
         self.orig, self.resp = self.resp, self.orig
         self.hist = [c.swapcase() for c in self.hist]
-        self.seen = {c.swapcase() for c in self.seen}
 
     def history(self) -> str:
         return ("^" if self.flipped else "") + "".join(self.hist)
