@@ -472,6 +472,18 @@ static PyObject *set_layout(PyObject *keys, PyObject *defaults)
         PyErr_SetString(PyExc_TypeError, "layout(keys, defaults): two tuples of one length");
         return NULL;
     }
+    if (KEYS != NULL) {
+        /* rows made under the layout read their values by position: it may get new
+         * defaults, not other keys */
+        int same = PyObject_RichCompareBool(keys, KEYS, Py_EQ);
+        if (same < 0)
+            return NULL;
+        if (!same) {
+            PyErr_SetString(PyExc_ValueError,
+                            "layout(keys, defaults): rows exist under other keys");
+            return NULL;
+        }
+    }
     PyObject *index = PyDict_New();
     if (index == NULL)
         return NULL;

@@ -44,8 +44,9 @@ class Analysis:
         copied: read them, do not change them. Missing keys mean nulls. The
         connections are dict-like rows (``pcapstats._row.Row`` where the C helper is
         built: a mutable mapping with dict's methods whose keys all rows share;
-        ``dict(row)`` is a plain dict, for json.dumps). The requests are a :class:`~pcapstats.request_table.RequestTable` (after a
-        redaction, a list): a sequence whose rows are built on access (a change
+        ``dict(row)`` is a plain dict, for json.dumps). The requests are a
+        :class:`~pcapstats.request_table.RequestTable` (after a redaction, a list):
+        a sequence whose rows are built on access (a change
         to one is not kept; ``list(...)`` gives a plain list, for json.dumps), and
         whose ``column(name)`` gives a whole column at once."""
         if name == "connections":

@@ -58,6 +58,11 @@ def test_row_pickles_with_its_keys() -> None:
     assert "mss" not in back and back["note"] == "beyond the layout"
     # rows of another layout (another version) come back as plain dicts of their keys
     assert _row.restore(("a", "b"), (1, 2), (1,), {"c": 3}) == {"a": 1, "c": 3}
+    # the layout (rows read their values by position in it) cannot change its keys
+    with pytest.raises(ValueError, match="other keys"):
+        _row.layout(("a", "b"), (1, 2))
+    _row.layout(tuple(_ROW), tuple(_ROW.values()))      # (the same again: allowed)
+    assert _row.new() == _ROW
 
 
 def test_rows_unpickle_in_a_process_without_the_layout(tmp_path: Path) -> None:
