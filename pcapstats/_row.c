@@ -26,6 +26,16 @@ static PyObject *KEYS;      /* tuple of the layout's keys */
 static PyObject *INDEX;     /* key -> int position */
 static PyObject *DEFAULTS;  /* tuple: the values of a new row */
 
+/* KeyError(key), as dict raises it (a tuple key stays one argument). */
+static void key_error(PyObject *key)
+{
+    PyObject *args = PyTuple_Pack(1, key);
+    if (args != NULL) {
+        PyErr_SetObject(PyExc_KeyError, args);
+        Py_DECREF(args);
+    }
+}
+
 /* Position of ``key`` in the layout; -1 when it is not one of its keys (no error
  * set), -2 on an error. */
 static Py_ssize_t index_of(PyObject *key)
@@ -111,7 +121,7 @@ static PyObject *row_subscript(RowObject *r, PyObject *key)
 {
     PyObject *v = lookup(r, key);
     if (v == NULL && !PyErr_Occurred())
-        _PyErr_SetKeyError(key);
+        key_error(key);
     return v;
 }
 
@@ -122,7 +132,7 @@ static int row_ass_subscript(RowObject *r, PyObject *key, PyObject *value)
         return -1;
     if (i >= 0 && i < Py_SIZE(r)) {
         if (value == NULL && r->v[i] == NULL) {
-            _PyErr_SetKeyError(key);
+            key_error(key);
             return -1;
         }
         Py_XINCREF(value);
@@ -133,7 +143,7 @@ static int row_ass_subscript(RowObject *r, PyObject *key, PyObject *value)
     }
     if (value == NULL) {
         if (r->extra == NULL) {
-            _PyErr_SetKeyError(key);
+            key_error(key);
             return -1;
         }
         return PyDict_DelItem(r->extra, key);
@@ -163,7 +173,7 @@ static int row_contains(RowObject *r, PyObject *key)
 /* The row as a new dict, keys in the row's order. */
 static PyObject *as_dict(RowObject *r)
 {
-    PyObject *d = _PyDict_NewPresized(Py_SIZE(r));
+    PyObject *d = PyDict_New();
     if (d == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < Py_SIZE(r); i++) {
@@ -211,8 +221,10 @@ static PyObject *row_items(RowObject *r, PyObject *Py_UNUSED(a)) { return dict_m
 static PyObject *get_or(RowObject *r, PyObject *const *args, Py_ssize_t nargs,
                         const char *name, int store)
 {
-    if (!_PyArg_CheckPositional(name, nargs, 1, 2))
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s expected 1 or 2 arguments, got %zd", name, nargs);
         return NULL;
+    }
     PyObject *v = lookup(r, args[0]);
     if (v != NULL || PyErr_Occurred())
         return v;
@@ -235,8 +247,10 @@ static PyObject *row_setdefault(RowObject *r, PyObject *const *args, Py_ssize_t 
 
 static PyObject *row_pop(RowObject *r, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!_PyArg_CheckPositional("pop", nargs, 1, 2))
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "pop expected 1 or 2 arguments, got %zd", nargs);
         return NULL;
+    }
     PyObject *v = lookup(r, args[0]);
     if (v == NULL) {
         if (PyErr_Occurred())
@@ -245,7 +259,7 @@ static PyObject *row_pop(RowObject *r, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(args[1]);
             return args[1];
         }
-        _PyErr_SetKeyError(args[0]);
+        key_error(args[0]);
         return NULL;
     }
     if (row_ass_subscript(r, args[0], NULL) < 0) {
@@ -454,6 +468,7 @@ static PyTypeObject RowType = {
     .tp_itemsize = sizeof(PyObject *),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_MAPPING,
     .tp_dealloc = (destructor)row_dealloc,
+    .tp_free = PyObject_GC_Del,
     .tp_traverse = (traverseproc)row_traverse,
     .tp_clear = (inquiry)row_clear,
     .tp_repr = (reprfunc)row_repr,
