@@ -430,6 +430,61 @@ static PyObject *row_richcompare(PyObject *a, PyObject *b, int op)
     return out;
 }
 
+static PyObject *row_reversed(RowObject *r, PyObject *Py_UNUSED(a))
+{
+    PyObject *keys = row_keys(r, NULL);
+    if (keys == NULL)
+        return NULL;
+    PyObject *out = PyObject_CallMethod(keys, "__reversed__", NULL);
+    Py_DECREF(keys);
+    return out;
+}
+
+/* row | other and other | row: a new dict, as dict | dict gives (either side a row or a
+ * dict); row |= other updates the row, as dict |= does. */
+static PyObject *as_plain(PyObject *o)
+{
+    if (PyObject_TypeCheck(o, &RowType))
+        return as_dict((RowObject *)o);
+    if (PyDict_Check(o)) {
+        Py_INCREF(o);
+        return o;
+    }
+    return NULL;
+}
+
+static PyObject *row_or(PyObject *a, PyObject *b)
+{
+    PyObject *da = as_plain(a), *db = NULL, *out = NULL;
+    if (da == NULL && PyErr_Occurred())
+        return NULL;
+    if (da != NULL)
+        db = as_plain(b);
+    if (da == NULL || db == NULL) {
+        Py_XDECREF(da);
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    out = PyNumber_Or(da, db);
+    Py_DECREF(da);
+    Py_DECREF(db);
+    return out;
+}
+
+static PyObject *row_ior(RowObject *r, PyObject *other)
+{
+    if (update_from(r, other) < 0)
+        return NULL;
+    Py_INCREF(r);
+    return (PyObject *)r;
+}
+
+static PyNumberMethods row_as_number = {
+    .nb_or = row_or,
+    .nb_inplace_or = (binaryfunc)row_ior,
+};
+
 static PyObject *row_sizeof(RowObject *r, PyObject *Py_UNUSED(a))
 {
     return PyLong_FromSsize_t(offsetof(RowObject, v) + Py_SIZE(r) * sizeof(PyObject *));
@@ -449,6 +504,7 @@ static PyMethodDef row_methods[] = {
      "update(other=(), **kw), as dict.update."},
     {"__reduce__", (PyCFunction)row_reduce, METH_NOARGS, NULL},
     {"__sizeof__", (PyCFunction)row_sizeof, METH_NOARGS, NULL},
+    {"__reversed__", (PyCFunction)row_reversed, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -474,6 +530,7 @@ static PyTypeObject RowType = {
     .tp_repr = (reprfunc)row_repr,
     .tp_as_mapping = &row_as_mapping,
     .tp_as_sequence = &row_as_sequence,
+    .tp_as_number = &row_as_number,
     .tp_hash = PyObject_HashNotImplemented,
     .tp_richcompare = row_richcompare,
     .tp_iter = (getiterfunc)row_iter,

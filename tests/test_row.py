@@ -122,6 +122,9 @@ _OPS = st.lists(st.one_of(
     st.tuples(st.just("update_pairs"), st.lists(st.tuples(_SOME, _VALUES), max_size=3)),
     st.tuples(st.just("update_mapping"), st.dictionaries(_SOME, _VALUES, max_size=3)),
     st.tuples(st.just("copy"),),
+    st.tuples(st.just("or"), st.dictionaries(_SOME, _VALUES, max_size=3)),
+    st.tuples(st.just("ior"), st.dictionaries(_SOME, _VALUES, max_size=3)),
+    st.tuples(st.just("reversed"),),
 ), max_size=25)
 
 
@@ -146,6 +149,12 @@ def _apply(m, op):
             m.update(MappingProxyType(args[0]))
         elif kind == "copy":
             return m.copy() == m
+        elif kind == "or":                 # a new dict either way round
+            return m | args[0], args[0] | m, type(m | args[0]), type(args[0] | m)
+        elif kind == "ior":
+            m |= args[0]
+        elif kind == "reversed":           # (the order itself is compared at the end)
+            return list(reversed(m)) == list(m)[::-1]
         return None
     except KeyError as exc:
         return ("KeyError", exc.args)
