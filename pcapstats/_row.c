@@ -5,7 +5,8 @@
  * set once by pcapstats.pipeline) and a row holds only its values: 464 bytes.
  * It behaves as a dict of those keys, in that order: get, set, delete, keys
  * beyond the layout (kept in a dict of their own), iteration, ==, copy,
- * update, pickling. dict(row) gives a plain dict.
+ * update, |, pickling. dict(row) gives a plain dict. One difference: a key of
+ * the layout deleted and set again is back in its place (a dict puts it last).
  *
  * A row holds scalars (int, str, bool, None); like a dict of scalars it is not
  * tracked by the cyclic collector until something that may hold a reference
@@ -430,6 +431,32 @@ static PyObject *row_richcompare(PyObject *a, PyObject *b, int op)
     return out;
 }
 
+static PyObject *row_clear_method(RowObject *r, PyObject *Py_UNUSED(a))
+{
+    for (Py_ssize_t i = 0; i < Py_SIZE(r); i++)
+        Py_CLEAR(r->v[i]);
+    if (r->extra != NULL)
+        PyDict_Clear(r->extra);
+    Py_RETURN_NONE;
+}
+
+/* popitem(): the last pair, removed (LIFO, as dict's); KeyError when empty */
+static PyObject *row_popitem(RowObject *r, PyObject *Py_UNUSED(a))
+{
+    if (r->extra != NULL && PyDict_GET_SIZE(r->extra) > 0)
+        return PyObject_CallMethod(r->extra, "popitem", NULL);
+    for (Py_ssize_t i = Py_SIZE(r) - 1; i >= 0; i--) {
+        if (r->v[i] != NULL) {
+            PyObject *pair = PyTuple_Pack(2, PyTuple_GET_ITEM(KEYS, i), r->v[i]);
+            if (pair != NULL)
+                Py_CLEAR(r->v[i]);
+            return pair;
+        }
+    }
+    PyErr_SetString(PyExc_KeyError, "popitem(): dictionary is empty");
+    return NULL;
+}
+
 static PyObject *row_reversed(RowObject *r, PyObject *Py_UNUSED(a))
 {
     PyObject *keys = row_keys(r, NULL);
@@ -505,6 +532,9 @@ static PyMethodDef row_methods[] = {
     {"__reduce__", (PyCFunction)row_reduce, METH_NOARGS, NULL},
     {"__sizeof__", (PyCFunction)row_sizeof, METH_NOARGS, NULL},
     {"__reversed__", (PyCFunction)row_reversed, METH_NOARGS, NULL},
+    {"clear", (PyCFunction)row_clear_method, METH_NOARGS, "Remove every key."},
+    {"popitem", (PyCFunction)row_popitem, METH_NOARGS,
+     "Remove and return the last (key, value) pair."},
     {NULL, NULL, 0, NULL},
 };
 

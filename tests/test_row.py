@@ -125,6 +125,8 @@ _OPS = st.lists(st.one_of(
     st.tuples(st.just("or"), st.dictionaries(_SOME, _VALUES, max_size=3)),
     st.tuples(st.just("ior"), st.dictionaries(_SOME, _VALUES, max_size=3)),
     st.tuples(st.just("reversed"),),
+    st.tuples(st.just("popitem"),),
+    st.tuples(st.just("clear"),),
 ), max_size=25)
 
 
@@ -155,6 +157,11 @@ def _apply(m, op):
             m |= args[0]
         elif kind == "reversed":           # (the order itself is compared at the end)
             return list(reversed(m)) == list(m)[::-1]
+        elif kind == "popitem":            # the last pair in each one's own order
+            last = list(m.items())[-1] if m else None
+            return m.popitem() == last
+        elif kind == "clear":
+            m.clear()
         return None
     except KeyError as exc:
         return ("KeyError", exc.args)
@@ -165,6 +172,9 @@ def _apply(m, op):
 def test_row_behaves_as_a_dict(ops) -> None:
     row, d = _row.new(), _ROW.copy()
     for op in ops:
+        if op[0] == "popitem" and list(row) != list(d):
+            continue    # a layout key deleted and set again is back in its place in a row,
+            #             last in a dict: the last pair then differs, by design
         assert _apply(row, op) == _apply(d, op), op
         assert row == d and len(row) == len(d) and set(row) == set(d)
         assert dict(row) == d and sorted(map(repr, row.items())) == sorted(map(repr, d.items()))
