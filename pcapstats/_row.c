@@ -619,23 +619,29 @@ static PyObject *layout(PyObject *self, PyObject *args)
     return set_layout(keys, defaults);
 }
 
+/* A row of the values of ``values`` (a tuple of the layout's length), in order. */
+static PyObject *row_of(PyObject *values)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(values);
+    RowObject *r = row_alloc(n);
+    if (r == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(values, i);
+        Py_INCREF(v);
+        r->v[i] = v;
+        maybe_track(r, v);
+    }
+    return (PyObject *)r;
+}
+
 static PyObject *new_row(PyObject *self, PyObject *Py_UNUSED(a))
 {
     if (DEFAULTS == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "pcapstats._row: no layout set");
         return NULL;
     }
-    Py_ssize_t n = PyTuple_GET_SIZE(DEFAULTS);
-    RowObject *r = row_alloc(n);
-    if (r == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = PyTuple_GET_ITEM(DEFAULTS, i);
-        Py_INCREF(v);
-        r->v[i] = v;
-        maybe_track(r, v);
-    }
-    return (PyObject *)r;
+    return row_of(DEFAULTS);
 }
 
 static PyObject *restore(PyObject *self, PyObject *args)
@@ -669,16 +675,9 @@ static PyObject *restore(PyObject *self, PyObject *args)
         return NULL;
     PyObject *out;
     if (same) {
-        RowObject *r = row_alloc(n);
-        if (r == NULL)
+        out = row_of(values);
+        if (out == NULL)
             return NULL;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *v = PyTuple_GET_ITEM(values, i);
-            Py_INCREF(v);
-            r->v[i] = v;
-            maybe_track(r, v);
-        }
-        out = (PyObject *)r;
     } else {
         /* rows of another layout (another version of pcapstats): a plain dict of theirs */
         out = PyDict_New();

@@ -129,6 +129,7 @@ def unpack_exchanges(packed: tuple[list[tuple[Any, ...]], list[Any]]) -> list[Ht
     list(map(STORE.__set__, exchanges, stores))
     return exchanges
 
+
 def sort_exchanges(exchanges: list[HttpExchange]) -> None:
     """Sort the exchanges of a run in place: by connection, then in request order (by
     (conn_id, depth), as two stable sorts on one attribute each: no key tuple per

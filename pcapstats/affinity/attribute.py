@@ -98,14 +98,9 @@ def _first_value(header: str | None, name: str) -> str | None:
                 return _unquote(header[eq + 1:end])
             i = header.find(name, i + 1)
         return None
-    for piece in header.split(";"):     # a name no pair of a header can have, or ""
-        n, sep, _ = piece.partition("=")
-        if not sep:
-            if name or not n or n.isspace():
-                continue
-        elif n.strip() != name:
-            continue
-        return cookie_pairs(piece)[0][1]
+    for n, v in cookie_pairs(header):   # a name no pair of a header can have, or ""
+        if n == name:
+            return v
     return None
 
 
